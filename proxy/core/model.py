@@ -1,0 +1,72 @@
+"""Plain value types shared by the core and the adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+Metadata = dict[str, str]
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    """One document as an index stores it: the embedding of `text` at `version`."""
+
+    id: str
+    version: int
+    text: str
+    metadata: Metadata
+    vector: Vector
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document read back from an index (without its vector)."""
+
+    id: str
+    version: int
+    text: str
+    metadata: Metadata
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    """Similarity from the index: higher is better (cosine similarity or inner product)."""
+    version: int
+    metadata: Metadata
+    text: str = ""
+    index: str = ""
+    model: str = ""
+    raw_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Outcome of a version-checked write: ids written and ids skipped because a newer version is there."""
+
+    written: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()
+
+
+class RoutingMode(str, Enum):
+    OLD = "old"
+    SHADOW = "shadow"
+    DUAL = "dual"
+    NEW = "new"
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """A document as a client sends it, after validation."""
+
+    id: str
+    text: str
+    metadata: Metadata = field(default_factory=dict)
+    vector: Vector | None = None
+    vector_model: str = ""

@@ -1,0 +1,142 @@
+"""The interfaces the core depends on; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors of one model's space."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """One L2-normalized float32 vector per text, in order."""
+        ...
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """A vector index that also keeps each document's text, metadata and version.
+
+    Writes are version-checked (compare-and-set): a record is written only when the index holds
+    no newer version of its id, live or deleted, so a late re-embed can never overwrite a newer
+    client write or resurrect a deleted document. Implementations are thread-safe.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def upsert(self, records: Sequence[IndexRecord]) -> WriteResult:
+        """Writes each record whose version is newer than what the index holds for its id."""
+        ...
+
+    def delete(self, ids: Sequence[str], version: int) -> WriteResult:
+        """Deletes ids, leaving a tombstone at `version` that blocks older writes."""
+        ...
+
+    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+        """Live documents among `ids`, in the order of `ids`; missing and deleted ids are left out."""
+        ...
+
+    def versions(self, ids: Sequence[str]) -> dict[str, int]:
+        """Latest version per id, live or tombstoned; ids never seen are absent."""
+        ...
+
+    def search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+        """Approximate top-k live documents by similarity, best first, matching every `where` pair."""
+        ...
+
+    def exact_search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+        """Exact (brute-force) top-k, for validating the approximate search."""
+        ...
+
+    def scan(self, after_id: str | None, limit: int) -> list[StoredDocument]:
+        """Live documents with id > after_id in ascending id order (the backfill's cursor)."""
+        ...
+
+    def count(self) -> int:
+        """Number of live documents."""
+        ...
+
+    def storage_bytes(self) -> int: ...
+
+    def flush(self) -> None:
+        """Makes every acknowledged write durable on disk."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def iter_all(index: VectorIndex, batch: int = 512) -> Iterator[StoredDocument]:
+    """Every live document of `index` in id order."""
+    after: str | None = None
+    while True:
+        page = index.scan(after, batch)
+        if not page:
+            return
+        yield from page
+        after = page[-1].id
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """State shared by every replica of one deployment: Redis in production, a local file for one replica.
+
+    All keys live under the namespace the store was opened with. Every method is atomic on its own.
+    """
+
+    def next_versions(self, count: int) -> int:
+        """Reserves `count` consecutive document versions and returns the first; never reused, always increasing."""
+        ...
+
+    def get_fields(self, key: str) -> dict[str, str]:
+        """All fields of a hash (empty when absent)."""
+        ...
+
+    def set_fields(self, key: str, values: Mapping[str, str]) -> None: ...
+
+    def compare_and_set_field(self, key: str, field: str, expected: str | None, new: str) -> bool:
+        """Sets `field` to `new` only when it currently equals `expected` (None: absent)."""
+        ...
+
+    def append_event(self, key: str, event: str) -> None:
+        """Appends to an ordered log (phase history, promotion decisions)."""
+        ...
+
+    def events(self, key: str) -> list[str]: ...
+
+    def enqueue(self, queue: str, ids: Sequence[str], priority: float) -> int:
+        """Adds ids to a de-duplicated priority queue (an id already queued keeps the higher priority).
+
+        Returns how many ids were not queued before."""
+        ...
+
+    def dequeue(self, queue: str, count: int) -> list[str]:
+        """Removes and returns up to `count` ids, highest priority first (ties: first queued first)."""
+        ...
+
+    def queue_size(self, queue: str) -> int: ...
+
+    def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Takes the lease if it is free or expired, or renews it if `owner` holds it."""
+        ...
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Frees the lease if `owner` holds it."""
+        ...
+
+    def lease_owner(self, name: str) -> str | None: ...
+
+    def close(self) -> None: ...
