@@ -70,6 +70,10 @@ class VectorIndex(Protocol):
         """Number of live documents."""
         ...
 
+    def max_version(self) -> int:
+        """Highest version the index holds, live or tombstoned (0 when empty)."""
+        ...
+
     def storage_bytes(self) -> int: ...
 
     def flush(self) -> None:
@@ -99,6 +103,10 @@ class StateStore(Protocol):
 
     def next_versions(self, count: int) -> int:
         """Reserves `count` consecutive document versions and returns the first; never reused, always increasing."""
+        ...
+
+    def advance_versions(self, floor: int) -> None:
+        """Makes every later `next_versions` return more than `floor` (after a state store lost its counter)."""
         ...
 
     def get_fields(self, key: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +54,7 @@ class WriteResult:
     stale: tuple[str, ...] = ()
 
 
-class RoutingMode(str, Enum):
+class RoutingMode(StrEnum):
     OLD = "old"
     SHADOW = "shadow"
     DUAL = "dual"

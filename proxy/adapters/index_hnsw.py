@@ -1,0 +1,716 @@
+"""The embedded default `VectorIndex`: SQLite is the source of truth, an hnswlib graph is a rebuildable cache.
+
+Files in the index directory:
+  index.sqlite3 (+ -wal, -shm)  every document row, tombstones included, with its vector and a write sequence
+  graph.bin                     the hnswlib graph as of the last flush
+  graph.json                    which write sequence graph.bin includes, and the dim and space it was built for
+
+A write is acknowledged once its SQLite transaction commits, so it survives a SIGKILL before any flush: on
+open the graph file is loaded and the rows written after its sequence are replayed into it, or, when the file
+is missing, corrupt or does not hold every live row, the graph is rebuilt from SQLite. SQLite runs in WAL mode
+with synchronous=NORMAL: a commit survives a process crash, and `flush()` checkpoints to survive power loss.
+
+Concurrency: hnswlib allows concurrent searches, but no search during an insert, delete-mark or resize
+(nmslib/hnswlib#29, #562: searches take no locks, for speed). Searches hold the graph lock shared and run in
+parallel (hnswlib releases the GIL inside knn_query); a write commits to SQLite and changes the graph while
+holding it exclusively, so a search always sees rows and graph in the same state. Writers take turns.
+
+One process opens a directory at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import hnswlib
+import numpy as np
+
+from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult
+from proxy.errors import ConfigError
+
+Space = Literal["cosine", "ip"]
+_T = TypeVar("_T")
+
+_DB_FILE = "index.sqlite3"
+_GRAPH_FILE = "graph.bin"
+_GRAPH_META_FILE = "graph.json"
+
+# A filtered search whose allowed set is this small is answered exactly: that is cheap, and hnswlib's
+# filtered walk degrades (and can come back short) when few nodes pass the filter.
+_EXACT_FILTER_LIMIT = 2_000
+_EXACT_BATCH = 4_096
+_WAL_CHECKPOINT_BYTES = 16 * 1024 * 1024
+# Keeps `IN (...)` lists well under SQLite's limit on parameters per statement.
+_IN_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    label INTEGER UNIQUE,        -- hnswlib label, fixed for the id's lifetime; NULL if it never had a vector
+    version INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,    -- 1: tombstone, kept so that an older write cannot recreate the id
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,      -- JSON object of string values
+    vector BLOB,                 -- float32 bytes as written; NULL on tombstones
+    seq INTEGER NOT NULL         -- write sequence of the row's latest change; the graph replays seq > saved
+);
+CREATE INDEX IF NOT EXISTS documents_seq ON documents (seq);
+-- One row per metadata pair of a live document, so a `where` filter is an index lookup per pair.
+CREATE TABLE IF NOT EXISTS metadata_pairs (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (key, value, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metadata_pairs_id ON metadata_pairs (id);
+"""
+
+
+class IndexConfigMismatch(ConfigError, ValueError):
+    """An existing index directory was built with another dim or space than it is opened with."""
+
+
+class IndexClosedError(RuntimeError):
+    """The index was used after `close()`."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    label: int | None
+    version: int
+    deleted: bool
+
+
+@dataclass
+class _PendingWrite:
+    """One write call: the outcome per id, and what the graph must do once SQLite commits."""
+
+    written: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    adds: dict[int, Vector] = field(default_factory=dict)
+    removes: list[int] = field(default_factory=list)
+    live_delta: int = 0
+    max_version: int = 0
+
+    def outcome(self, doc_id: str, written: bool) -> None:
+        (self.written if written else self.stale).append(doc_id)
+
+    def wrote_version(self, version: int) -> None:
+        self.max_version = max(self.max_version, version)
+
+    def result(self) -> WriteResult:
+        return WriteResult(written=tuple(self.written), stale=tuple(self.stale))
+
+
+class _SharedExclusiveLock:
+    """Many shared holders or one exclusive holder.
+
+    A waiting exclusive holder blocks new shared ones, so a steady stream of searches cannot starve writes.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._exclusive_waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and self._exclusive_waiting == 0)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                if self._shared == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._exclusive_waiting += 1
+            self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+            self._exclusive_waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class HnswIndex:
+    """`VectorIndex` on local disk: SQLite rows plus an hnswlib HNSW graph (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        directory: Path,
+        *,
+        space: Space = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 64,
+        initial_capacity: int = 1024,
+    ) -> None:
+        """Opens the index in `directory`, creating it when absent.
+
+        `m` and `ef_construction` shape the graph when it is (re)built; a loaded graph keeps its own.
+        Raises IndexConfigMismatch when the directory holds an index of another dim or space.
+        """
+        if dim <= 0:
+            raise ValueError(f"index {name!r}: dim must be positive, got {dim}")
+        if space not in ("cosine", "ip"):
+            raise ValueError(f"index {name!r}: space must be 'cosine' or 'ip', got {space!r}")
+        self._name = name
+        self._dim = dim
+        self._space: Space = space
+        self._directory = Path(directory)
+        self._m = m
+        self._ef_construction = ef_construction
+        self._ef_search = ef_search
+        self._initial_capacity = max(1, initial_capacity)
+        self._write_lock = threading.Lock()
+        self._graph_lock = _SharedExclusiveLock()
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._closed = False
+
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        try:
+            self._writer.execute("PRAGMA wal_autocheckpoint = 0")
+            self._writer.executescript(_SCHEMA)
+            self._check_config()
+        except BaseException:
+            self._writer.close()
+            raise
+        self._next_label, self._seq = self._read_counters()
+        self._live_count, self._max_version = self._read_totals()
+        self._graph, self._saved_seq = self._open_graph()
+        self._applied_seq = self._seq
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    # ---- writes -------------------------------------------------------------------------------------------
+
+    def upsert(self, records: Sequence[IndexRecord]) -> WriteResult:
+        # Every vector is checked before anything is written: a bad batch changes nothing.
+        vectors = [self._checked_vector(record.vector, f"document {record.id!r}") for record in records]
+        pending = _PendingWrite()
+        with self._write_transaction(pending) as conn:
+            for record, vector in zip(records, vectors, strict=True):
+                pending.outcome(record.id, self._store_record(conn, record, vector, pending))
+        return pending.result()
+
+    def delete(self, ids: Sequence[str], version: int) -> WriteResult:
+        pending = _PendingWrite()
+        with self._write_transaction(pending) as conn:
+            for doc_id in dict.fromkeys(ids):
+                pending.outcome(doc_id, self._store_tombstone(conn, doc_id, version, pending))
+        return pending.result()
+
+    def _store_record(
+        self, conn: sqlite3.Connection, record: IndexRecord, vector: Vector, pending: _PendingWrite
+    ) -> bool:
+        # Version CAS: a late backfill or re-embed must not overwrite a newer write or revive a tombstone.
+        current = _read_row(conn, record.id)
+        if current is not None and current.version >= record.version:
+            return False
+        label = current.label if current is not None and current.label is not None else self._take_label()
+        conn.execute(
+            "INSERT INTO documents (id, label, version, deleted, text, metadata, vector, seq)"
+            " VALUES (?, ?, ?, 0, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET label = excluded.label, version = excluded.version,"
+            " deleted = 0, text = excluded.text, metadata = excluded.metadata, vector = excluded.vector,"
+            " seq = excluded.seq",
+            (
+                record.id,
+                label,
+                record.version,
+                record.text,
+                json.dumps(record.metadata, sort_keys=True),
+                vector.tobytes(),
+                self._take_seq(),
+            ),
+        )
+        conn.execute("DELETE FROM metadata_pairs WHERE id = ?", (record.id,))
+        conn.executemany(
+            "INSERT INTO metadata_pairs (key, value, id) VALUES (?, ?, ?)",
+            [(key, value, record.id) for key, value in record.metadata.items()],
+        )
+        pending.adds[label] = vector
+        pending.wrote_version(record.version)
+        if current is None or current.deleted:
+            pending.live_delta += 1
+        return True
+
+    def _store_tombstone(
+        self, conn: sqlite3.Connection, doc_id: str, version: int, pending: _PendingWrite
+    ) -> bool:
+        current = _read_row(conn, doc_id)
+        if current is not None and current.version >= version:
+            return False
+        # Ids never seen get a tombstone too, so a late older write cannot create them.
+        conn.execute(
+            "INSERT INTO documents (id, label, version, deleted, text, metadata, vector, seq)"
+            " VALUES (?, NULL, ?, 1, '', '{}', NULL, ?)"
+            " ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = 1, text = '',"
+            " metadata = '{}', vector = NULL, seq = excluded.seq",
+            (doc_id, version, self._take_seq()),
+        )
+        conn.execute("DELETE FROM metadata_pairs WHERE id = ?", (doc_id,))
+        pending.wrote_version(version)
+        if current is not None and not current.deleted and current.label is not None:
+            pending.removes.append(current.label)
+            pending.live_delta -= 1
+        return True
+
+    def _take_label(self) -> int:
+        # A rolled-back transaction leaves a gap; labels only need to be unique.
+        label = self._next_label
+        self._next_label += 1
+        return label
+
+    def _take_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    @contextmanager
+    def _write_transaction(self, pending: _PendingWrite) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            self._ensure_open()
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+                self._commit(pending)
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                raise
+            self._checkpoint_if_wal_is_large()
+
+    def _commit(self, pending: _PendingWrite) -> None:
+        # A search reads the graph and then the rows of the labels it found, under the shared lock; committing
+        # inside the exclusive section means it never meets a label whose row is already deleted.
+        with self._graph_lock.exclusive():
+            self._writer.execute("COMMIT")
+            for label in pending.removes:
+                self._graph.mark_deleted(label)
+            if pending.adds:
+                _add_to_graph(self._graph, list(pending.adds), list(pending.adds.values()))
+            self._live_count += pending.live_delta
+            self._max_version = max(self._max_version, pending.max_version)
+            self._applied_seq = self._seq
+
+    def _checkpoint_if_wal_is_large(self) -> None:
+        # Automatic checkpoints are off on the writer: they would fsync inside a commit, while searches wait.
+        with suppress(FileNotFoundError):
+            if (self._directory / f"{_DB_FILE}-wal").stat().st_size > _WAL_CHECKPOINT_BYTES:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ---- reads --------------------------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[str]) -> list[StoredDocument]:
+        found: dict[str, StoredDocument] = {}
+        with self._reading() as conn:
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                rows = conn.execute(
+                    "SELECT id, version, text, metadata FROM documents"
+                    f" WHERE deleted = 0 AND id IN ({_placeholders(chunk)})",
+                    chunk,
+                )
+                found.update((row[0], _document(row)) for row in rows)
+        return [found[doc_id] for doc_id in ids if doc_id in found]
+
+    def versions(self, ids: Sequence[str]) -> dict[str, int]:
+        result: dict[str, int] = {}
+        with self._reading() as conn:
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                rows = conn.execute(
+                    f"SELECT id, version FROM documents WHERE id IN ({_placeholders(chunk)})", chunk
+                )
+                result.update((doc_id, version) for doc_id, version in rows)
+        return result
+
+    def scan(self, after_id: str | None, limit: int) -> list[StoredDocument]:
+        # SQLite's BINARY collation compares UTF-8 bytes, which orders like Python compares str.
+        after = "" if after_id is None else "AND id > ?"
+        params = [max(0, limit)] if after_id is None else [after_id, max(0, limit)]
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT id, version, text, metadata FROM documents WHERE deleted = 0 {after} ORDER BY id LIMIT ?",
+                params,
+            ).fetchall()
+        return [_document(row) for row in rows]
+
+    def count(self) -> int:
+        return self._live_count
+
+    def max_version(self) -> int:
+        return self._max_version
+
+    def storage_bytes(self) -> int:
+        """Bytes of the files in the index directory: SQLite with its WAL, and the graph as last flushed."""
+        return sum(entry.stat().st_size for entry in self._directory.iterdir() if entry.is_file())
+
+    # ---- search -------------------------------------------------------------------------------------------
+
+    def search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+        self._ensure_open()
+        query = self._checked_vector(vector, "the query")
+        if k <= 0:
+            return []
+        if not where:
+            return self._approximate(query, k, None)
+        if self._count_matching(where) <= _EXACT_FILTER_LIMIT:
+            return self._exact(query, k, where)
+        return self._approximate(query, k, where)
+
+    def exact_search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+        self._ensure_open()
+        query = self._checked_vector(vector, "the query")
+        if k <= 0:
+            return []
+        return self._exact(query, k, where)
+
+    def _approximate(self, query: Vector, k: int, where: Metadata | None) -> list[Hit]:
+        with self._graph_lock.shared():
+            allowed = self._labels_matching(where) if where else None
+            wanted = min(k, self._live_count if allowed is None else len(allowed))
+            if wanted == 0:
+                return []
+            try:
+                labels, distances = self._graph.knn_query(
+                    query, k=wanted, num_threads=1, filter=None if allowed is None else allowed.__contains__
+                )
+            except RuntimeError:
+                pass  # hnswlib raises when its walk finds fewer than `wanted` nodes; answer exactly instead.
+            else:
+                # hnswlib's distance is 1 - similarity in both spaces.
+                scored = [
+                    (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
+                ]
+                return self._hits(scored)
+        return self._exact(query, k, where)
+
+    def _exact(self, query: Vector, k: int, where: Metadata | None) -> list[Hit]:
+        if self._space == "cosine":
+            query = _unit_rows(query[None, :])[0]
+        best_labels = np.empty(0, dtype=np.int64)
+        best_scores = np.empty(0, dtype=np.float32)
+        for labels, matrix in self._live_vectors(where):
+            if self._space == "cosine":
+                matrix = _unit_rows(matrix)
+            labels = np.concatenate([best_labels, labels])
+            scores = np.concatenate([best_scores, matrix @ query])
+            keep = _top(scores, k)
+            best_labels, best_scores = labels[keep], scores[keep]
+        order = np.argsort(-best_scores, kind="stable")
+        return self._hits([(int(best_labels[i]), float(best_scores[i])) for i in order])
+
+    def _live_vectors(self, where: Metadata | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        condition, params = _where_sql(where)
+        with self._reading() as conn:
+            cursor = conn.execute(
+                f"SELECT label, vector FROM documents WHERE deleted = 0 AND {condition}", params
+            )
+            while rows := cursor.fetchmany(_EXACT_BATCH):
+                labels = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+                matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+                yield labels, matrix.reshape(len(rows), self._dim)
+
+    def _count_matching(self, where: Metadata) -> int:
+        condition, params = _where_sql(where)
+        with self._reading() as conn:
+            return int(
+                conn.execute(
+                    f"SELECT COUNT(*) FROM documents WHERE deleted = 0 AND {condition}", params
+                ).fetchone()[0]
+            )
+
+    def _labels_matching(self, where: Metadata) -> frozenset[int]:
+        condition, params = _where_sql(where)
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT label FROM documents WHERE deleted = 0 AND {condition}", params)
+            return frozenset(label for (label,) in rows)
+
+    def _hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
+        """Hits in the order of `scored`; a label whose row is no longer live is left out."""
+        rows: dict[int, tuple[str, int, str, str]] = {}
+        with self._reading() as conn:
+            for chunk in _chunks([label for label, _ in scored]):
+                for label, *row in conn.execute(
+                    "SELECT label, id, version, text, metadata FROM documents"
+                    f" WHERE deleted = 0 AND label IN ({_placeholders(chunk)})",
+                    chunk,
+                ):
+                    rows[label] = tuple(row)
+        return [self._hit(rows[label], score) for label, score in scored if label in rows]
+
+    def _hit(self, row: tuple[str, int, str, str], score: float) -> Hit:
+        doc_id, version, text, metadata = row
+        return Hit(
+            id=doc_id,
+            score=score,
+            version=version,
+            metadata=json.loads(metadata),
+            text=text,
+            index=self._name,
+        )
+
+    # ---- durability and lifecycle -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        with self._write_lock:
+            self._ensure_open()
+            self._flush_locked()
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            self._flush_locked()
+            self._closed = True
+            self._writer.close()
+            while self._idle_readers:
+                self._idle_readers.pop().close()
+
+    def _flush_locked(self) -> None:
+        self._writer.execute("PRAGMA wal_checkpoint(FULL)")
+        graph_path = self._directory / _GRAPH_FILE
+        if self._saved_seq == self._applied_seq and graph_path.exists():
+            return
+        # The write lock keeps the graph still; searches running meanwhile only read it, as save_index does.
+        temporary = graph_path.with_name(_GRAPH_FILE + ".tmp")
+        self._graph.save_index(str(temporary))
+        _fsync(temporary)
+        checksum = _crc32(temporary)
+        os.replace(temporary, graph_path)
+        # Graph first, then its sequence: after a crash in between, the older sequence only makes the next open
+        # replay rows the graph already holds (harmless), or rebuild when the recorded size no longer matches.
+        meta = {"seq": self._applied_seq, "graph_bytes": graph_path.stat().st_size, "graph_crc32": checksum}
+        meta |= {"dim": self._dim, "space": self._space}
+        _write_atomically(self._directory / _GRAPH_META_FILE, json.dumps(meta).encode())
+        self._saved_seq = self._applied_seq
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise IndexClosedError(f"index {self._name!r} is closed")
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: every read sees all committed writes; writes open explicit transactions.
+        conn = sqlite3.connect(self._directory / _DB_FILE, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A reader connection from a pool: in WAL mode readers run beside each other and the writer."""
+        self._ensure_open()
+        try:
+            conn = self._idle_readers.pop()
+        except IndexError:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._idle_readers.append(conn)
+
+    # ---- opening ------------------------------------------------------------------------------------------
+
+    def _check_config(self) -> None:
+        expected = {"dim": str(self._dim), "space": self._space}
+        # One statement, so a crash cannot leave half a config behind.
+        self._writer.execute(
+            "INSERT OR IGNORE INTO config (key, value) VALUES (?, ?), (?, ?)",
+            [item for pair in expected.items() for item in pair],
+        )
+        found = dict(self._writer.execute("SELECT key, value FROM config").fetchall())
+        if found != expected:
+            raise IndexConfigMismatch(
+                f"index {self._name!r} in {self._directory} was created with"
+                f" dim={found.get('dim')}, space={found.get('space')};"
+                f" it is opened with dim={self._dim}, space={self._space}"
+            )
+
+    def _read_counters(self) -> tuple[int, int]:
+        next_label, seq = self._writer.execute(
+            "SELECT COALESCE(MAX(label), -1) + 1, COALESCE(MAX(seq), 0) FROM documents"
+        ).fetchone()
+        return int(next_label), int(seq)
+
+    def _read_totals(self) -> tuple[int, int]:
+        live, max_version = self._writer.execute(
+            "SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(MAX(version), 0) FROM documents"
+        ).fetchone()
+        return int(live), int(max_version)
+
+    def _open_graph(self) -> tuple[hnswlib.Index, int]:
+        """The graph file caught up with SQLite, or a graph rebuilt from SQLite; and the sequence on disk."""
+        loaded = self._load_graph()
+        if loaded is not None:
+            graph, saved_seq = loaded
+            self._replay(graph, saved_seq)
+            if self._graph_holds_live_rows(graph):
+                return graph, saved_seq
+        return self._rebuild_graph(), -1
+
+    def _load_graph(self) -> tuple[hnswlib.Index, int] | None:
+        graph_path = self._directory / _GRAPH_FILE
+        try:
+            meta = json.loads((self._directory / _GRAPH_META_FILE).read_text())
+            # hnswlib checks neither dim nor space when loading, and damaged bytes can crash it outright.
+            if (
+                meta["dim"] != self._dim
+                or meta["space"] != self._space
+                or meta["seq"] > self._seq
+                or meta["graph_bytes"] != graph_path.stat().st_size
+                or meta["graph_crc32"] != _crc32(graph_path)
+            ):
+                return None
+            graph = hnswlib.Index(space=self._space, dim=self._dim)
+            graph.load_index(str(graph_path), max_elements=self._initial_capacity)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+            return None
+        graph.set_ef(self._ef_search)
+        return graph, int(meta["seq"])
+
+    def _replay(self, graph: hnswlib.Index, saved_seq: int) -> None:
+        rows = self._writer.execute(
+            "SELECT label, deleted, vector FROM documents WHERE seq > ? AND label IS NOT NULL", (saved_seq,)
+        )
+        adds: dict[int, Vector] = {}
+        for label, deleted, vector in rows:
+            if deleted:
+                # Already marked, or its vector never reached this graph: either way nothing is left to hide.
+                with suppress(RuntimeError):
+                    graph.mark_deleted(label)
+            else:
+                adds[label] = np.frombuffer(vector, dtype=np.float32)
+        if adds:
+            _add_to_graph(graph, list(adds), list(adds.values()))
+
+    def _graph_holds_live_rows(self, graph: hnswlib.Index) -> bool:
+        in_graph = set(graph.get_ids_list())
+        live = self._writer.execute("SELECT label FROM documents WHERE deleted = 0")
+        return all(label in in_graph for (label,) in live)
+
+    def _rebuild_graph(self) -> hnswlib.Index:
+        graph = hnswlib.Index(space=self._space, dim=self._dim)
+        graph.init_index(
+            max_elements=max(self._initial_capacity, self._live_count),
+            M=self._m,
+            ef_construction=self._ef_construction,
+        )
+        graph.set_ef(self._ef_search)
+        rows = self._writer.execute("SELECT label, vector FROM documents WHERE deleted = 0")
+        while batch := rows.fetchmany(_EXACT_BATCH):
+            _add_to_graph(
+                graph, [label for label, _ in batch], [np.frombuffer(v, np.float32) for _, v in batch]
+            )
+        return graph
+
+    def _checked_vector(self, vector: Vector, what: str) -> Vector:
+        array = np.ascontiguousarray(vector, dtype=np.float32)
+        if array.shape != (self._dim,):
+            got = f"dim {array.shape[0]}" if array.ndim == 1 else f"shape {array.shape}"
+            raise ValueError(f"index {self._name!r} expects vectors of dim {self._dim}, got {got} for {what}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"index {self._name!r}: the vector for {what} has NaN or infinite values")
+        return array
+
+
+def _add_to_graph(graph: hnswlib.Index, labels: list[int], vectors: list[Vector]) -> None:
+    """Adds or replaces vectors by label; hnswlib unmarks a deleted label when it is added again."""
+    # Counts every label as new, so capacity may run a little ahead; hnswlib raises rather than grows.
+    needed = graph.element_count + len(labels)
+    if needed > graph.max_elements:
+        graph.resize_index(max(needed, 2 * graph.max_elements))
+    graph.add_items(np.stack(vectors), np.asarray(labels, dtype=np.int64))
+
+
+def _read_row(conn: sqlite3.Connection, doc_id: str) -> _Row | None:
+    row = conn.execute("SELECT label, version, deleted FROM documents WHERE id = ?", (doc_id,)).fetchone()
+    return None if row is None else _Row(label=row[0], version=row[1], deleted=bool(row[2]))
+
+
+def _document(row: tuple[str, int, str, str]) -> StoredDocument:
+    doc_id, version, text, metadata = row
+    return StoredDocument(id=doc_id, version=version, text=text, metadata=json.loads(metadata))
+
+
+def _where_sql(where: Metadata | None) -> tuple[str, list[str]]:
+    if not where:
+        return "1", []
+    condition = " AND ".join(
+        ["id IN (SELECT id FROM metadata_pairs WHERE key = ? AND value = ?)"] * len(where)
+    )
+    return condition, [item for pair in where.items() for item in pair]
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    if len(scores) <= k:
+        return np.arange(len(scores))
+    return np.argpartition(-scores, k - 1)[:k]
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def _chunks(items: list[_T], size: int = _IN_CHUNK) -> Iterable[list[_T]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
+def _placeholders(items: Sequence[object]) -> str:
+    return ", ".join("?" * len(items))
+
+
+def _crc32(path: Path) -> int:
+    checksum = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

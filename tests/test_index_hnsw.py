@@ -1,0 +1,346 @@
+"""HnswIndex beyond the VectorIndex contract: persistence, crash recovery, graph growth, locking."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proxy.adapters import index_hnsw
+from proxy.adapters.index_hnsw import HnswIndex, IndexClosedError, IndexConfigMismatch
+from proxy.core.model import IndexRecord, Vector
+from proxy.errors import ConfigError
+
+DIM = 8
+
+
+def unit_vectors(count: int, seed: int, dim: int = DIM) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def record(doc_id: str, version: int, vector: Vector, metadata: dict[str, str] | None = None) -> IndexRecord:
+    return IndexRecord(
+        id=doc_id, version=version, text=f"text of {doc_id}", metadata=metadata or {}, vector=vector
+    )
+
+
+def doc_ids(count: int) -> list[str]:
+    return [f"doc-{i:04d}" for i in range(count)]
+
+
+def open_index(directory: Path, **options: object) -> HnswIndex:
+    return HnswIndex("test", DIM, directory, initial_capacity=8, **options)  # type: ignore[arg-type]
+
+
+def assert_each_finds_itself(index: HnswIndex, ids: list[str], vectors: np.ndarray) -> None:
+    for doc_id, vector in zip(ids, vectors, strict=True):
+        top = index.search(vector, k=1)
+        assert top and top[0].id == doc_id, f"{doc_id} is not its own nearest neighbour"
+
+
+def test_search_finds_nearest_after_reopen(tmp_path: Path) -> None:
+    vectors = unit_vectors(60, seed=1)
+    ids = doc_ids(60)
+    index = open_index(tmp_path)
+    index.upsert([record(i, 2, v, {"n": i[-1]}) for i, v in zip(ids, vectors, strict=True)])
+    index.delete(ids[:10], version=3)
+    index.close()
+
+    reopened = open_index(tmp_path)
+    try:
+        assert reopened.count() == 50
+        assert reopened.max_version() == 3
+        assert_each_finds_itself(reopened, ids[10:], vectors[10:])
+        assert len(reopened.search(vectors[0], k=100)) == 50
+        assert reopened.get([ids[11]])[0].metadata == {"n": "1"}
+        # Tombstones persist: an older write still cannot bring a deleted document back.
+        assert reopened.upsert([record(ids[0], 2, vectors[0])]).stale == (ids[0],)
+    finally:
+        reopened.close()
+
+
+def test_writes_keep_working_after_reopen(tmp_path: Path) -> None:
+    vectors = unit_vectors(40, seed=2)
+    ids = doc_ids(40)
+    index = open_index(tmp_path)
+    index.upsert([record(i, 1, v) for i, v in zip(ids[:20], vectors[:20], strict=True)])
+    index.delete([ids[0]], version=2)
+    index.close()
+
+    reopened = open_index(tmp_path)
+    try:
+        # New labels must not collide with labels handed out before the reopen.
+        reopened.upsert([record(i, 1, v) for i, v in zip(ids[20:], vectors[20:], strict=True)])
+        reopened.upsert([record(ids[0], 3, vectors[0])])
+        assert reopened.count() == 40
+        assert_each_finds_itself(reopened, ids, vectors)
+    finally:
+        reopened.close()
+
+
+_CRASHING_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import numpy as np
+    from proxy.adapters.index_hnsw import HnswIndex
+    from proxy.core.model import IndexRecord
+
+    directory, vectors_path, flush_midway = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    vectors = np.load(vectors_path)
+    ids = [f"doc-{i:04d}" for i in range(len(vectors) - 1)]
+    records = [IndexRecord(i, 1, "t", {}, v) for i, v in zip(ids, vectors)]
+    index = HnswIndex("killed", vectors.shape[1], Path(directory), initial_capacity=8)
+    index.upsert(records[:100])
+    if flush_midway:
+        index.flush()
+    index.upsert(records[100:])
+    index.delete(["doc-0000", "doc-0150"], version=2)
+    index.upsert([IndexRecord("doc-0001", 3, "moved", {}, vectors[-1])])
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.parametrize("flush_midway", [False, True], ids=["never-flushed", "flushed-midway"])
+def test_acknowledged_writes_survive_sigkill(tmp_path: Path, flush_midway: bool) -> None:
+    vectors = unit_vectors(201, seed=3)
+    np.save(tmp_path / "vectors.npy", vectors)
+    directory = tmp_path / "index"
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CRASHING_WRITER,
+            str(directory),
+            str(tmp_path / "vectors.npy"),
+            str(int(flush_midway)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr
+
+    index = HnswIndex("killed", DIM, directory)
+    try:
+        ids = doc_ids(200)
+        survivors = [i for i in range(2, 200) if i != 150]
+        assert index.count() == 199 - 2 + 1
+        assert_each_finds_itself(index, [ids[i] for i in survivors], vectors[survivors])
+        assert index.search(vectors[-1], k=1)[0].id == "doc-0001"
+        assert index.get(["doc-0001"])[0].text == "moved"
+        # Every hit the graph returns is live: deletions reached the graph, not only SQLite.
+        found = {hit.id for hit in index.search(vectors[0], k=500)}
+        assert len(found) == 198
+        assert not found & {"doc-0000", "doc-0150"}
+    finally:
+        index.close()
+
+
+def test_writes_after_a_flush_are_replayed_from_sqlite(tmp_path: Path) -> None:
+    vectors = unit_vectors(80, seed=4)
+    ids = doc_ids(80)
+    index = open_index(tmp_path / "live")
+    index.upsert([record(i, 1, v) for i, v in zip(ids[:40], vectors[:40], strict=True)])
+    index.flush()
+    index.upsert([record(i, 1, v) for i, v in zip(ids[40:], vectors[40:], strict=True)])
+    index.delete(ids[:5], version=2)
+    # A copy of the files as they are now is what a crash would leave behind.
+    crashed = tmp_path / "crashed"
+    shutil.copytree(tmp_path / "live", crashed)
+    index.close()
+
+    recovered = open_index(crashed)
+    try:
+        assert recovered.count() == 75
+        assert_each_finds_itself(recovered, ids[5:], vectors[5:])
+        assert len(recovered.search(vectors[0], k=80)) == 75
+    finally:
+        recovered.close()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped-bytes", "missing", "missing-meta"])
+def test_damaged_graph_file_is_rebuilt_from_sqlite(tmp_path: Path, damage: str) -> None:
+    vectors = unit_vectors(50, seed=5)
+    ids = doc_ids(50)
+    index = open_index(tmp_path)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    index.close()
+    graph = tmp_path / "graph.bin"
+    content = bytearray(graph.read_bytes())
+    if damage == "truncated":
+        graph.write_bytes(content[: len(content) // 2])
+    elif damage == "flipped-bytes":
+        content[200:264] = bytes(255 - b for b in content[200:264])
+        graph.write_bytes(bytes(content))
+    elif damage == "missing":
+        graph.unlink()
+    else:
+        (tmp_path / "graph.json").unlink()
+
+    reopened = open_index(tmp_path)
+    try:
+        assert_each_finds_itself(reopened, ids, vectors)
+    finally:
+        reopened.close()
+
+
+def test_graph_missing_live_rows_is_rebuilt(tmp_path: Path) -> None:
+    vectors = unit_vectors(40, seed=6)
+    ids = doc_ids(40)
+    index = open_index(tmp_path)
+    index.upsert([record(i, 1, v) for i, v in zip(ids[:20], vectors[:20], strict=True)])
+    index.flush()
+    old_graph = (tmp_path / "graph.bin").read_bytes()
+    index.upsert([record(i, 1, v) for i, v in zip(ids[20:], vectors[20:], strict=True)])
+    index.close()
+    # An older graph file whose metadata claims the newest sequence: replay would skip the last 20 rows.
+    meta = json.loads((tmp_path / "graph.json").read_text())
+    (tmp_path / "graph.bin").write_bytes(old_graph)
+    meta["graph_bytes"] = len(old_graph)
+    meta["graph_crc32"] = index_hnsw._crc32(tmp_path / "graph.bin")
+    (tmp_path / "graph.json").write_text(json.dumps(meta))
+
+    reopened = open_index(tmp_path)
+    try:
+        assert_each_finds_itself(reopened, ids, vectors)
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize(("dim", "space"), [(DIM + 4, "cosine"), (DIM, "ip")])
+def test_reopen_with_other_dim_or_space_raises_config_mismatch(tmp_path: Path, dim: int, space: str) -> None:
+    open_index(tmp_path).close()
+    with pytest.raises(
+        IndexConfigMismatch, match=rf"dim={DIM}, space=cosine.*dim={dim}, space={space}"
+    ) as error:
+        HnswIndex("test", dim, tmp_path, space=space)  # type: ignore[arg-type]
+    assert isinstance(error.value, ConfigError)
+    assert isinstance(error.value, ValueError)
+    # The failed open left the directory usable with its own config.
+    open_index(tmp_path).close()
+
+
+def test_index_grows_past_initial_capacity(tmp_path: Path) -> None:
+    vectors = unit_vectors(300, seed=7)
+    ids = doc_ids(300)
+    index = HnswIndex("test", DIM, tmp_path, initial_capacity=2)
+    try:
+        for start in range(0, 300, 7):
+            batch = range(start, min(start + 7, 300))
+            index.upsert([record(ids[i], 1, vectors[i]) for i in batch])
+        assert index.count() == 300
+        assert_each_finds_itself(index, ids, vectors)
+    finally:
+        index.close()
+
+
+def test_large_filtered_search_walks_the_graph_with_the_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_hnsw, "_EXACT_FILTER_LIMIT", 0)
+    vectors = unit_vectors(400, seed=8)
+    index = open_index(tmp_path)
+    try:
+        index.upsert([record(f"d{i}", 1, vectors[i], {"bucket": str(i % 4)}) for i in range(400)])
+        for query in unit_vectors(10, seed=9):
+            hits = index.search(query, k=10, where={"bucket": "2"})
+            exact = index.exact_search(query, k=10, where={"bucket": "2"})
+            assert len(hits) == 10
+            assert all(hit.metadata == {"bucket": "2"} for hit in hits)
+            assert len({h.id for h in hits} & {h.id for h in exact}) >= 8
+    finally:
+        index.close()
+
+
+class _ShortGraph:
+    """Stands in for an hnswlib graph whose walk comes back with fewer nodes than asked for."""
+
+    def knn_query(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            "Cannot return the results in a contiguous 2D array. Probably ef or M is too small"
+        )
+
+
+def test_search_answers_exactly_when_the_graph_walk_comes_up_short(tmp_path: Path) -> None:
+    vectors = unit_vectors(30, seed=10)
+    ids = doc_ids(30)
+    index = open_index(tmp_path)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    real_graph, index._graph = index._graph, _ShortGraph()  # type: ignore[assignment]
+    try:
+        hits = index.search(vectors[3], k=5)
+        assert [hit.id for hit in hits] == [hit.id for hit in index.exact_search(vectors[3], k=5)]
+        assert hits[0].id == ids[3]
+    finally:
+        index._graph = real_graph
+        index.close()
+
+
+def test_upsert_rejects_non_finite_vectors(tmp_path: Path) -> None:
+    index = open_index(tmp_path)
+    try:
+        vector = unit_vectors(1, seed=11)[0]
+        vector[2] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            index.upsert([record("a", 1, vector)])
+        assert index.count() == 0
+    finally:
+        index.close()
+
+
+def test_use_after_close_raises_and_close_is_idempotent(tmp_path: Path) -> None:
+    index = open_index(tmp_path)
+    index.close()
+    index.close()
+    with pytest.raises(IndexClosedError, match="'test' is closed"):
+        index.upsert([record("a", 1, unit_vectors(1, seed=12)[0])])
+    with pytest.raises(IndexClosedError):
+        index.search(unit_vectors(1, seed=12)[0], k=1)
+
+
+def test_storage_bytes_counts_sqlite_and_graph_files(tmp_path: Path) -> None:
+    index = open_index(tmp_path)
+    try:
+        index.upsert([record(i, 1, v) for i, v in zip(doc_ids(100), unit_vectors(100, seed=13), strict=True)])
+        index.flush()
+        files = {path.name: path.stat().st_size for path in tmp_path.iterdir()}
+        assert files["graph.bin"] > 100 * DIM * 4
+        assert files["index.sqlite3"] > 100 * DIM * 4
+        assert index.storage_bytes() == sum(files.values())
+    finally:
+        index.close()
+
+
+def test_shared_lock_admits_many_readers_and_excludes_a_writer() -> None:
+    lock = index_hnsw._SharedExclusiveLock()
+    second_reader_in = threading.Event()
+    writer_in = threading.Event()
+
+    def second_reader() -> None:
+        with lock.shared():
+            second_reader_in.set()
+
+    def writer() -> None:
+        with lock.exclusive():
+            writer_in.set()
+
+    with lock.shared():
+        threading.Thread(target=second_reader).start()
+        assert second_reader_in.wait(5), "a second search waited for the first"
+        writer_thread = threading.Thread(target=writer)
+        writer_thread.start()
+        assert not writer_in.wait(0.2), "a write ran during a search"
+    assert writer_in.wait(5)
+    writer_thread.join()
