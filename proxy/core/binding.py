@@ -1,0 +1,36 @@
+"""An index together with the embedder whose space its vectors live in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from proxy.core.model import DocumentInput, IndexRecord, Vector
+from proxy.ports import Embedder, VectorIndex
+
+
+@dataclass(frozen=True)
+class IndexBinding:
+    index: VectorIndex
+    embedder: Embedder
+
+    @property
+    def name(self) -> str:
+        return self.index.name
+
+    @property
+    def model(self) -> str:
+        return self.embedder.model
+
+    def records_for(self, documents: Sequence[DocumentInput], versions: Sequence[int]) -> list[IndexRecord]:
+        """Index records for this binding: caller vectors of this model are kept, the rest embedded from text."""
+        to_embed = [d.text for d in documents if not self._has_own_vector(d)]
+        embedded = iter(self.embedder.embed(to_embed) if to_embed else [])
+        records = []
+        for doc, version in zip(documents, versions, strict=True):
+            vector: Vector = doc.vector if self._has_own_vector(doc) else next(embedded)  # type: ignore[assignment]
+            records.append(IndexRecord(doc.id, version, doc.text, dict(doc.metadata), vector))
+        return records
+
+    def _has_own_vector(self, doc: DocumentInput) -> bool:
+        return doc.vector is not None and doc.vector_model == self.model

@@ -1,0 +1,283 @@
+"""The data plane's core: upsert, delete, get and query against the current layout, no gRPC here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+
+from proxy.core.binding import IndexBinding
+from proxy.core.fanout import LegRequest, LegResult, fan_out
+from proxy.core.merge import ScoreMerger
+from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
+from proxy.core.router import RoutingDecision, route
+from proxy.core.topology import Layout, Topology
+from proxy.core.validation import check_batch_size, check_documents, check_ids, check_k
+from proxy.errors import InvalidArgument, Unavailable
+
+log = logging.getLogger(__name__)
+
+VersionSource = Callable[[int], int]
+"""Reserves n consecutive versions and returns the first."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_batch_size: int = 256
+    max_k: int = 100
+    max_text_chars: int = 100_000
+    leg_timeout_s: float = 2.0
+    sync_reembed_budget: int = 0
+    """Uncovered documents a query may move into the new index inline before answering."""
+
+
+@dataclass(frozen=True)
+class QueryInput:
+    k: int
+    text: str = ""
+    vector: Vector | None = None
+    vector_model: str = ""
+    where: Metadata = field(default_factory=dict)
+    routing_key: str = ""
+    override: RoutingMode | None = None
+    include_text: bool = False
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    hits: list[Hit]
+    served_by: RoutingMode
+    reason: str
+    coverage: float
+    merge_strategy: str
+    failed_legs: tuple[str, ...] = ()
+    legs: tuple[LegResult, ...] = ()
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.failed_legs)
+
+
+@dataclass(frozen=True)
+class DocumentRead:
+    document: StoredDocument
+    indexes: tuple[str, ...]
+
+
+ShadowSink = Callable[[LegResult, LegResult, int], None]
+LatencySink = Callable[[float], None]
+
+
+class VectorService:
+    def __init__(
+        self,
+        topology: Topology,
+        versions: VersionSource,
+        merger: ScoreMerger,
+        executor: Executor,
+        limits: Limits,
+        model_dims: Mapping[str, int],
+        shadow_sink: ShadowSink | None = None,
+        latency_sink: LatencySink | None = None,
+    ) -> None:
+        self._topology = topology
+        self._versions = versions
+        self._merger = merger
+        self._executor = executor
+        self._limits = limits
+        self._dims = dict(model_dims)
+        self._shadow_sink = shadow_sink
+        self._latency_sink = latency_sink
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def upsert(self, documents: Sequence[DocumentInput]) -> dict[str, int]:
+        """Writes the batch to every write target; returns the version given to each id."""
+        check_documents(documents, self._limits.max_batch_size, self._limits.max_text_chars, self._dims)
+        layout = self._topology.layout()
+        first = self._versions(len(documents))
+        versions = [first + i for i in range(len(documents))]
+        # Embed for every target before writing anything: an embedder failure must leave no partial write.
+        batches = [(b, b.records_for(documents, versions)) for b in layout.write_targets]
+        self._write(batches, [d.id for d in documents], lambda b, recs: b.index.upsert(recs))
+        return {d.id: v for d, v in zip(documents, versions, strict=True)}
+
+    def delete(self, ids: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+        """Deletes ids everywhere; returns (deleted id -> tombstone version, ids that did not exist)."""
+        check_batch_size(len(ids), self._limits.max_batch_size, "ids")
+        check_ids(ids, "ids")
+        layout = self._topology.layout()
+        live = {d.id for d in layout.primary.index.get(ids)}
+        version = self._versions(1)
+        batches = [(b, None) for b in layout.write_targets]
+        self._write(batches, list(ids), lambda b, _: b.index.delete(ids, version))
+        return {i: version for i in ids if i in live}, [i for i in ids if i not in live]
+
+    def _write(
+        self,
+        batches: Sequence[tuple[IndexBinding, object]],
+        ids: list[str],
+        write: Callable[[IndexBinding, object], object],
+    ) -> None:
+        (primary, primary_payload), *others = batches
+        try:
+            write(primary, primary_payload)
+        except Exception as exc:
+            raise Unavailable(
+                f"index {primary.name!r} rejected the write: {exc}; nothing was written"
+            ) from exc
+        for binding, payload in others:
+            self._write_secondary(binding, payload, ids, write)
+
+    def _write_secondary(
+        self,
+        binding: IndexBinding,
+        payload: object,
+        ids: list[str],
+        write: Callable[[IndexBinding, object], object],
+    ) -> None:
+        for attempt in (1, 2):
+            try:
+                write(binding, payload)
+                return
+            except Exception as exc:
+                log.warning("write to %s failed (attempt %d): %s", binding.name, attempt, exc)
+                error = exc
+        # The primary holds the write; the repair queue brings the secondary up to it, so nothing is lost.
+        self._topology.record_unrepaired(binding.name, ids)
+        raise Unavailable(
+            f"written to the primary index but index {binding.name!r} failed ({error}); "
+            "it is queued for repair and retrying this call is safe"
+        )
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[str]) -> tuple[list[DocumentRead], list[str]]:
+        check_batch_size(len(ids), self._limits.max_batch_size, "ids")
+        check_ids(ids, "ids")
+        layout = self._topology.layout()
+        documents = layout.primary.index.get(ids)
+        holders = {b.name: b.index.versions(ids) for b in layout.write_targets}
+        reads = [
+            DocumentRead(d, tuple(name for name, v in holders.items() if v.get(d.id) == d.version))
+            for d in documents
+        ]
+        found = {d.id for d in documents}
+        return reads, [i for i in ids if i not in found]
+
+    def query(self, request: QueryInput) -> QueryOutcome:
+        started = time.perf_counter()
+        outcome = self._query(request)
+        if self._latency_sink is not None:
+            self._latency_sink(time.perf_counter() - started)
+        return outcome
+
+    def _query(self, request: QueryInput) -> QueryOutcome:
+        check_k(request.k, self._limits.max_k)
+        if request.vector is None and not request.text.strip():
+            raise InvalidArgument("query needs text or an embedding; both are empty")
+        layout = self._topology.layout()
+        decision = self._decide(request, layout)
+        coverage = self._topology.coverage() if layout.migrating else 1.0
+        bindings = self._bindings_for(decision.mode, layout, coverage, request)
+        legs = [self._leg(b, request) for b in bindings]
+        results = fan_out(legs, self._executor, self._limits.leg_timeout_s)
+        if not any(r.ok for r in results):
+            raise Unavailable(
+                "every index leg failed: " + "; ".join(f"{r.index}: {r.error}" for r in results)
+            )
+        if decision.mode is RoutingMode.SHADOW and layout.new is not None:
+            self._start_shadow(layout.new, request, results[0])
+        hits = self._combine(results, legs, layout, request.k)
+        failed = tuple(r.index for r in results if not r.ok)
+        return QueryOutcome(
+            hits=hits if request.include_text else [_without_text(h) for h in hits],
+            served_by=decision.mode,
+            reason=decision.reason,
+            coverage=coverage,
+            merge_strategy=self._merger.name if len(results) > 1 else "none",
+            failed_legs=failed,
+            legs=tuple(results),
+        )
+
+    def _decide(self, request: QueryInput, layout: Layout) -> RoutingDecision:
+        if not layout.migrating:
+            return RoutingDecision(RoutingMode.OLD, "no migration: the serving index answers")
+        if layout.forced_mode is not None and request.override is None:
+            return RoutingDecision(
+                layout.forced_mode, f"migration phase pins the path to {layout.forced_mode.value}"
+            )
+        return route(request.routing_key, layout.traffic_percent, layout.new_path, request.override, True)
+
+    def _bindings_for(
+        self, mode: RoutingMode, layout: Layout, coverage: float, request: QueryInput
+    ) -> list[IndexBinding]:
+        if not layout.migrating:
+            candidates = [layout.primary]
+        elif mode in (RoutingMode.OLD, RoutingMode.SHADOW):
+            candidates = [layout.old]
+        elif mode is RoutingMode.NEW and coverage >= 1.0:
+            candidates = [layout.new]
+        else:
+            # dual, or new with partial coverage: the old leg answers for what the new index lacks.
+            candidates = [layout.old, layout.new]
+        bindings = [b for b in candidates if b is not None]
+        if request.vector is None:
+            return bindings
+        own = [b for b in bindings if b.model == request.vector_model]
+        if not own:
+            raise InvalidArgument(
+                f"embedding.model {request.vector_model!r} has no index on this query path "
+                f"(searched: {', '.join(b.model for b in bindings)}); send text or a vector of those models"
+            )
+        return own
+
+    def _leg(self, binding: IndexBinding, request: QueryInput) -> LegRequest:
+        where = dict(request.where) or None
+        return LegRequest(binding, request.text, request.vector, request.k, where)
+
+    def _combine(self, results: list[LegResult], legs: list[LegRequest], layout: Layout, k: int) -> list[Hit]:
+        if len(results) == 1:
+            return list(results[0].hits)[:k]
+        old, new = results
+        if not new.ok:
+            return list(old.hits)[:k]
+        if not old.ok:
+            return list(new.hits)[:k]
+        self._merger.observe(old.hits, new.hits)
+        assert layout.new is not None
+        uncovered = self._uncovered(old.hits, layout.new)
+        budget = self._limits.sync_reembed_budget
+        if uncovered and budget and self._topology.reembed_now([h.id for h in uncovered[:budget]]):
+            # Moved documents now compete on the new index's own scores: search it again.
+            new = fan_out(legs[1:], self._executor, self._limits.leg_timeout_s)[0]
+            if not new.ok:
+                return list(old.hits)[:k]
+            uncovered = self._uncovered(old.hits, layout.new)
+        if uncovered:
+            self._topology.record_uncovered([h.id for h in uncovered])
+        return self._merger.merge(uncovered, new.hits, k)
+
+    @staticmethod
+    def _uncovered(old_hits: Sequence[Hit], new: IndexBinding) -> list[Hit]:
+        """Old-leg hits the new index does not hold at their version yet: the old leg answers for those."""
+        held = new.index.versions([h.id for h in old_hits])
+        return [h for h in old_hits if held.get(h.id, -1) < h.version]
+
+    def _start_shadow(self, new: IndexBinding, request: QueryInput, served: LegResult) -> None:
+        sink = self._shadow_sink
+        if sink is None:
+            return
+        leg = self._leg(new, request)
+
+        def run() -> None:
+            results = fan_out([leg], self._executor, self._limits.leg_timeout_s)
+            sink(served, results[0], request.k)
+
+        self._executor.submit(run)
+
+
+def _without_text(hit: Hit) -> Hit:
+    return replace(hit, text="") if hit.text else hit
