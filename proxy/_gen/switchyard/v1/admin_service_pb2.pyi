@@ -1,0 +1,137 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetMigrationStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PhaseChange(_message.Message):
+    __slots__ = ("from_phase", "to_phase", "at_unix", "reason")
+    FROM_PHASE_FIELD_NUMBER: _ClassVar[int]
+    TO_PHASE_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    from_phase: str
+    to_phase: str
+    at_unix: float
+    reason: str
+    def __init__(self, from_phase: _Optional[str] = ..., to_phase: _Optional[str] = ..., at_unix: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class BackfillProgress(_message.Message):
+    __slots__ = ("done", "total", "rate", "eta_seconds", "paused", "throttle_reason", "rate_limit", "lazy_queue_depth", "pending_repairs", "complete")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    THROTTLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LAZY_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PENDING_REPAIRS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    rate: float
+    eta_seconds: float
+    paused: bool
+    throttle_reason: str
+    rate_limit: float
+    lazy_queue_depth: int
+    pending_repairs: int
+    complete: bool
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., throttle_reason: _Optional[str] = ..., rate_limit: _Optional[float] = ..., lazy_queue_depth: _Optional[int] = ..., pending_repairs: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class GetMigrationStatusResponse(_message.Message):
+    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history")
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NEW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    old_index: str
+    new_index: str
+    phase: str
+    backfill: BackfillProgress
+    coverage: float
+    traffic_percent: float
+    history: _containers.RepeatedCompositeFieldContainer[PhaseChange]
+    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ...) -> None: ...
+
+class StartMigrationRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StartMigrationResponse(_message.Message):
+    __slots__ = ("phase",)
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    def __init__(self, phase: _Optional[str] = ...) -> None: ...
+
+class PauseMigrationRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PauseMigrationResponse(_message.Message):
+    __slots__ = ("phase",)
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    def __init__(self, phase: _Optional[str] = ...) -> None: ...
+
+class ResumeMigrationRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResumeMigrationResponse(_message.Message):
+    __slots__ = ("phase",)
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    def __init__(self, phase: _Optional[str] = ...) -> None: ...
+
+class SetBackfillRateRequest(_message.Message):
+    __slots__ = ("docs_per_second",)
+    DOCS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    docs_per_second: float
+    def __init__(self, docs_per_second: _Optional[float] = ...) -> None: ...
+
+class SetBackfillRateResponse(_message.Message):
+    __slots__ = ("docs_per_second",)
+    DOCS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    docs_per_second: float
+    def __init__(self, docs_per_second: _Optional[float] = ...) -> None: ...
+
+class SetTrafficSplitRequest(_message.Message):
+    __slots__ = ("percent",)
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    percent: float
+    def __init__(self, percent: _Optional[float] = ...) -> None: ...
+
+class SetTrafficSplitResponse(_message.Message):
+    __slots__ = ("percent",)
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    percent: float
+    def __init__(self, percent: _Optional[float] = ...) -> None: ...
+
+class TransitionMigrationRequest(_message.Message):
+    __slots__ = ("to_phase", "force", "reason")
+    TO_PHASE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    to_phase: str
+    force: bool
+    reason: str
+    def __init__(self, to_phase: _Optional[str] = ..., force: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TransitionMigrationResponse(_message.Message):
+    __slots__ = ("phase",)
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    def __init__(self, phase: _Optional[str] = ...) -> None: ...

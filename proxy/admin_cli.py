@@ -1,0 +1,75 @@
+"""`switchyard migrate ...`: operator commands against a running sidecar's Admin service."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TextIO
+
+import grpc
+
+from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
+from proxy.client import SwitchyardClient
+from proxy.progress import progress_line, status_report
+
+
+def watch(
+    client: SwitchyardClient, interval_s: float, out: TextIO = sys.stdout
+) -> pb.GetMigrationStatusResponse:
+    """Redraws the progress line until the backfill completes (or leaves the backfilling phases).
+
+    On a terminal the line is redrawn in place; in a log (not a TTY) a line is written per 10% of progress.
+    """
+    in_place = out.isatty()
+    printed_tenths = -1
+    while True:
+        status = client.status()
+        finished = status.backfill.complete or status.phase in ("planned", "old_retired", "rolled_back")
+        tenths = int(10 * status.backfill.done / status.backfill.total) if status.backfill.total else 10
+        if in_place:
+            out.write("\r" + progress_line(status) + "\x1b[K" + ("\n" if finished else ""))
+        elif tenths > printed_tenths or finished:
+            out.write(progress_line(status) + "\n")
+            printed_tenths = tenths
+        out.flush()
+        if finished:
+            return status
+        time.sleep(interval_s)
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    with SwitchyardClient(args.target, timeout_s=10.0) as client:
+        try:
+            print(_run(client, args))
+        except grpc.RpcError as exc:
+            print(f"switchyard: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+    return 0
+
+
+def _run(client: SwitchyardClient, args: argparse.Namespace) -> str:
+    admin = client.admin
+    match args.action:
+        case "status" if args.watch:
+            return status_report(watch(client, args.interval))
+        case "status":
+            return status_report(client.status())
+        case "start":
+            return f"phase: {admin.StartMigration(pb.StartMigrationRequest()).phase}"
+        case "pause":
+            return f"phase: {admin.PauseMigration(pb.PauseMigrationRequest()).phase}"
+        case "resume":
+            return f"phase: {admin.ResumeMigration(pb.ResumeMigrationRequest()).phase}"
+        case "set-rate":
+            rate = admin.SetBackfillRate(pb.SetBackfillRateRequest(docs_per_second=args.docs_per_second))
+            return f"backfill rate limit: {rate.docs_per_second:g} docs/s"
+        case "split":
+            split = admin.SetTrafficSplit(pb.SetTrafficSplitRequest(percent=args.percent))
+            return f"traffic split: {split.percent:g}% on the new path"
+        case "transition":
+            request = pb.TransitionMigrationRequest(to_phase=args.phase, force=args.force, reason=args.reason)
+            return f"phase: {admin.TransitionMigration(request).phase}"
+    raise AssertionError(f"unhandled action {args.action}")

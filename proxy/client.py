@@ -1,0 +1,87 @@
+"""A small typed client for the sidecar, used by the CLI, the demo and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from proxy._gen.switchyard.v1 import admin_service_pb2 as admin_pb
+from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as admin_grpc
+from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
+from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class Doc:
+    id: str
+    text: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    vector: Sequence[float] | None = None
+    vector_model: str = ""
+
+    def to_pb(self) -> pb.Document:
+        doc = pb.Document(id=self.id, text=self.text, metadata=dict(self.metadata))
+        if self.vector is not None:
+            doc.embedding.CopyFrom(pb.Embedding(model=self.vector_model, values=list(self.vector)))
+        return doc
+
+
+class SwitchyardClient:
+    def __init__(self, target: str, timeout_s: float = 30.0) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.vectors = pb_grpc.VectorServiceStub(self.channel)
+        self.admin = admin_grpc.AdminServiceStub(self.channel)
+        self.timeout_s = timeout_s
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
+
+    def upsert(self, docs: Sequence[Doc]) -> dict[str, int]:
+        response = self.vectors.Upsert(
+            pb.UpsertRequest(documents=[d.to_pb() for d in docs]), timeout=self.timeout_s
+        )
+        return {v.id: v.version for v in response.versions}
+
+    def delete(self, ids: Sequence[str]) -> pb.DeleteResponse:
+        return self.vectors.Delete(pb.DeleteRequest(ids=list(ids)), timeout=self.timeout_s)
+
+    def get(self, ids: Sequence[str]) -> pb.GetResponse:
+        return self.vectors.Get(pb.GetRequest(ids=list(ids)), timeout=self.timeout_s)
+
+    def query(
+        self,
+        text: str = "",
+        k: int = 10,
+        *,
+        vector: Sequence[float] | None = None,
+        vector_model: str = "",
+        where: Mapping[str, str] | None = None,
+        routing_key: str = "",
+        mode: int = pb.ROUTING_MODE_UNSPECIFIED,
+        include_text: bool = False,
+    ) -> pb.QueryResponse:
+        request = pb.QueryRequest(
+            text=text,
+            k=k,
+            filter=dict(where or {}),
+            routing_key=routing_key,
+            mode=mode,
+            include_text=include_text,
+        )
+        if vector is not None:
+            request.embedding.CopyFrom(pb.Embedding(model=vector_model, values=list(vector)))
+        return self.vectors.Query(request, timeout=self.timeout_s)
+
+    def status(self) -> admin_pb.GetMigrationStatusResponse:
+        return self.admin.GetMigrationStatus(admin_pb.GetMigrationStatusRequest(), timeout=self.timeout_s)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> SwitchyardClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,269 @@
+"""Drives one configured migration: serving layout per phase, operator commands, the backfill loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from proxy.config import MigrationConfig
+from proxy.core.binding import IndexBinding
+from proxy.core.model import RoutingMode
+from proxy.core.topology import Layout
+from proxy.errors import InvalidArgument
+from proxy.migration.backfill import Backfiller, reembed
+from proxy.migration.phases import (
+    DUAL_WRITE_PHASES,
+    MigrationState,
+    Phase,
+    parse_phase,
+    pause,
+    resume,
+    transition,
+)
+from proxy.migration.state import LAZY_QUEUE, MigrationRecord, repair_queue
+from proxy.migration.throttle import AdaptiveThrottle, LatencyWindow
+
+log = logging.getLogger(__name__)
+
+# Phases in which the backfill scans slices; in the others only lazy and repair work runs.
+_SLICE_PHASES = frozenset({Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING})
+_STATE_CACHE_S = 0.5
+
+
+@dataclass(frozen=True)
+class BackfillStatus:
+    done: int
+    total: int
+    rate: float
+    eta_s: float
+    paused: bool
+    throttle_reason: str
+    rate_limit: float
+    lazy_queue: int
+    pending_repairs: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    old_index: str
+    new_index: str
+    state: MigrationState
+    backfill: BackfillStatus
+    coverage: float
+    traffic_percent: float
+
+
+class MigrationController:
+    """Implements the core's Topology for a migration and runs this replica's backfill worker."""
+
+    def __init__(
+        self,
+        config: MigrationConfig,
+        old: IndexBinding,
+        new: IndexBinding,
+        record: MigrationRecord,
+        owner: str,
+        default_traffic_percent: float,
+        new_path: RoutingMode,
+        latencies: LatencyWindow,
+    ) -> None:
+        self.config = config
+        self.old = old
+        self.new = new
+        self.record = record
+        self.owner = owner
+        self.latencies = latencies
+        self._default_percent = default_traffic_percent
+        self._new_path = new_path
+        budget = config.backfill.latency_budget_ms
+        self.throttle = AdaptiveThrottle(
+            config.backfill.rate_limit, budget / 1000 if budget else None, latencies
+        )
+        self.backfiller = Backfiller(
+            old,
+            new,
+            record.store,
+            owner,
+            self.throttle,
+            batch_size=config.backfill.batch_size,
+            slice_size=config.backfill.slice_size,
+            lease_ttl_s=config.backfill.lease_ttl_s,
+        )
+        self._cached: tuple[float, MigrationState, float] | None = None
+        self._coverage: tuple[float, float] | None = None
+        self._progress: deque[tuple[float, int]] = deque(maxlen=30)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- Topology ------------------------------------------------------------------------------------
+
+    def layout(self) -> Layout:
+        state = self._state()
+        phase = state.phase
+        if phase is Phase.PLANNED:
+            return Layout(primary=self.old)
+        if phase is Phase.OLD_RETIRED:
+            return Layout(primary=self.new)
+        if phase is Phase.CUT_OVER:
+            # The old index stays in step so a rollback is instant.
+            return Layout(self.new, self.old, self.old, self.new, 100.0, RoutingMode.NEW, RoutingMode.NEW)
+        forced = RoutingMode.OLD if phase is Phase.ROLLED_BACK else None
+        return Layout(self.old, self.new, self.old, self.new, self.traffic_percent(), self._new_path, forced)
+
+    def coverage(self) -> float:
+        now = time.monotonic()
+        if self._coverage is None or now - self._coverage[0] > _STATE_CACHE_S:
+            old_count = self.old.index.count()
+            value = 1.0 if old_count == 0 else min(1.0, self.new.index.count() / old_count)
+            self._coverage = (now, value)
+        return self._coverage[1]
+
+    def record_uncovered(self, ids: Sequence[str]) -> None:
+        if self.config.lazy.enabled and self._state().phase in DUAL_WRITE_PHASES:
+            # Most recently touched first: the documents queries hit now are the ones worth moving now.
+            self.record.store.enqueue(LAZY_QUEUE, ids, time.time())
+
+    def record_unrepaired(self, index: str, ids: Sequence[str]) -> None:
+        self.record.store.enqueue(repair_queue(index), ids, time.time())
+
+    def reembed_now(self, ids: Sequence[str]) -> int:
+        if self._state().phase not in DUAL_WRITE_PHASES:
+            return 0
+        return len(reembed(self.old.index.get(ids), self.new).written)
+
+    # -- operator commands ---------------------------------------------------------------------------
+
+    def start(self) -> MigrationState:
+        state = self.record.load()
+        if state.phase is Phase.PAUSED:
+            return self.resume()
+        if state.phase in (Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING):
+            return state
+        return self._change(Phase.BACKFILLING, "started by operator")
+
+    def pause(self) -> MigrationState:
+        return self._apply(lambda s, at: pause(s, at=at))
+
+    def resume(self) -> MigrationState:
+        return self._apply(lambda s, at: resume(s, at=at))
+
+    def transition(self, to_phase: str, force: bool = False, reason: str = "") -> MigrationState:
+        return self._change(parse_phase(to_phase), reason, force)
+
+    def set_rate(self, docs_per_second: float) -> float:
+        if docs_per_second < 0:
+            raise InvalidArgument(f"docs_per_second must be >= 0 (0 = unlimited), got {docs_per_second}")
+        self.record.set_float("rate_limit", docs_per_second)
+        self.throttle.rate_limit = docs_per_second
+        return docs_per_second
+
+    def set_traffic_percent(self, percent: float) -> float:
+        if not 0.0 <= percent <= 100.0:
+            raise InvalidArgument(f"percent must be between 0 and 100, got {percent}")
+        self.record.set_float("traffic_percent", percent)
+        self._cached = None
+        return percent
+
+    def traffic_percent(self) -> float:
+        return self.record.get_float("traffic_percent", self._default_percent)
+
+    def _change(self, to: Phase, reason: str, force: bool = False) -> MigrationState:
+        coverage = self._exact_coverage()
+        return self._apply(
+            lambda s, at: transition(s, to, coverage=coverage, at=at, reason=reason, force=force)
+        )
+
+    def _apply(self, step) -> MigrationState:  # type: ignore[no-untyped-def]
+        state = self.record.change(step)
+        self._cached = None
+        log.info("migration phase -> %s", state.phase.value)
+        return state
+
+    def _exact_coverage(self) -> float:
+        self._coverage = None
+        if self.backfiller.complete() or self.old.index.count() == 0:
+            return self.coverage()
+        return min(self.coverage(), 0.999999)
+
+    def _state(self) -> MigrationState:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > _STATE_CACHE_S:
+            self._cached = (now, self.record.load(), self.record.get_float("rate_limit", -1.0))
+            shared_rate = self._cached[2]
+            if shared_rate >= 0:
+                self.throttle.rate_limit = shared_rate
+        return self._cached[1]
+
+    # -- status --------------------------------------------------------------------------------------
+
+    def status(self) -> MigrationStatus:
+        self._cached = None
+        self._coverage = None
+        state = self._state()
+        done, total = self.backfiller.done_and_total()
+        rate = self._observed_rate(done)
+        remaining = max(0, total - done)
+        eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else -1.0)
+        throttle = self.throttle.state()
+        store = self.record.store
+        backfill = BackfillStatus(
+            done=done,
+            total=total,
+            rate=rate,
+            eta_s=eta,
+            paused=state.phase is Phase.PAUSED,
+            throttle_reason=throttle.reason,
+            rate_limit=self.throttle.rate_limit,
+            lazy_queue=store.queue_size(LAZY_QUEUE),
+            pending_repairs=store.queue_size(repair_queue(self.new.name))
+            + store.queue_size(repair_queue(self.old.name)),
+            complete=self.backfiller.complete(),
+        )
+        return MigrationStatus(
+            self.old.name, self.new.name, state, backfill, self.coverage(), self.traffic_percent()
+        )
+
+    def _observed_rate(self, done: int) -> float:
+        now = time.monotonic()
+        self._progress.append((now, done))
+        while len(self._progress) > 2 and now - self._progress[0][0] > 15.0:
+            self._progress.popleft()
+        (t0, d0), (t1, d1) = self._progress[0], self._progress[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+
+    # -- worker --------------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """One unit of backfill work if the phase allows it; returns the documents processed."""
+        phase = self._state().phase
+        if phase not in DUAL_WRITE_PHASES or phase is Phase.PAUSED:
+            return 0
+        result = self.backfiller.step(include_slices=phase in _SLICE_PHASES)
+        return result.processed
+
+    def start_worker(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="switchyard-backfill", daemon=True)
+        self._thread.start()
+
+    def stop_worker(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                processed = self.run_once()
+                self._observed_rate(self.backfiller.done_and_total()[0])
+            except Exception:
+                # A failing target pauses the work, not the sidecar; the next round retries.
+                log.exception("backfill step failed; retrying in 1s")
+                processed = 0
+                self._stop.wait(1.0)
+            if processed == 0:
+                self._stop.wait(0.2)

@@ -1,0 +1,125 @@
+"""gRPC servicer for the data plane: validate the request shape, call the core off the event loop, map back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from typing import TypeVar
+
+import grpc
+
+from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
+from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as pb_grpc
+from proxy.core.model import DocumentInput, Hit, RoutingMode
+from proxy.core.service import QueryInput, QueryOutcome, VectorService
+from proxy.core.validation import check_vector
+from proxy.transport.errors import grpc_errors
+
+T = TypeVar("T")
+
+MODE_TO_PB = {
+    RoutingMode.OLD: pb.ROUTING_MODE_OLD,
+    RoutingMode.SHADOW: pb.ROUTING_MODE_SHADOW,
+    RoutingMode.DUAL: pb.ROUTING_MODE_DUAL,
+    RoutingMode.NEW: pb.ROUTING_MODE_NEW,
+}
+PB_TO_MODE = {v: k for k, v in MODE_TO_PB.items()}
+
+
+class VectorServicer(pb_grpc.VectorServiceServicer):
+    def __init__(self, service: VectorService, executor: Executor, model_dims: Mapping[str, int]) -> None:
+        self._service = service
+        self._executor = executor
+        self._dims = dict(model_dims)
+
+    async def _off_loop(self, fn: Callable[[], T]) -> T:
+        # Embedding, hnswlib and SQLite block; the event loop must stay free for other calls.
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    @grpc_errors
+    async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
+        documents = [self._document(d, i) for i, d in enumerate(request.documents)]
+        versions = await self._off_loop(lambda: self._service.upsert(documents))
+        return pb.UpsertResponse(versions=[pb.DocumentVersion(id=i, version=v) for i, v in versions.items()])
+
+    @grpc_errors
+    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
+        ids = list(request.ids)
+        deleted, missing = await self._off_loop(lambda: self._service.delete(ids))
+        return pb.DeleteResponse(
+            deleted=[pb.DocumentVersion(id=i, version=v) for i, v in deleted.items()], missing_ids=missing
+        )
+
+    @grpc_errors
+    async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
+        ids = list(request.ids)
+        reads, missing = await self._off_loop(lambda: self._service.get(ids))
+        documents = [
+            pb.StoredDocument(
+                id=r.document.id,
+                text=r.document.text,
+                metadata=r.document.metadata,
+                version=r.document.version,
+                indexes=list(r.indexes),
+            )
+            for r in reads
+        ]
+        return pb.GetResponse(documents=documents, missing_ids=missing)
+
+    @grpc_errors
+    async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext) -> pb.QueryResponse:
+        query = self._query(request)
+        outcome = await self._off_loop(lambda: self._service.query(query))
+        return _query_response(outcome)
+
+    def _document(self, doc: pb.Document, position: int) -> DocumentInput:
+        vector, model = None, ""
+        if doc.HasField("embedding"):
+            where = f"documents[{position}].embedding"
+            vector = check_vector(doc.embedding.values, doc.embedding.model, self._dims, where)
+            model = doc.embedding.model
+        return DocumentInput(doc.id, doc.text, dict(doc.metadata), vector, model)
+
+    def _query(self, request: pb.QueryRequest) -> QueryInput:
+        vector, model = None, ""
+        if request.HasField("embedding"):
+            vector = check_vector(request.embedding.values, request.embedding.model, self._dims, "embedding")
+            model = request.embedding.model
+        return QueryInput(
+            k=request.k,
+            text=request.text,
+            vector=vector,
+            vector_model=model,
+            where=dict(request.filter),
+            # Without a key, each request is its own bucket: the split still holds on average.
+            routing_key=request.routing_key or uuid.uuid4().hex,
+            override=PB_TO_MODE.get(request.mode),
+            include_text=request.include_text,
+        )
+
+
+def _query_response(outcome: QueryOutcome) -> pb.QueryResponse:
+    return pb.QueryResponse(
+        hits=[_hit(h) for h in outcome.hits],
+        served_by=MODE_TO_PB[outcome.served_by],
+        coverage=outcome.coverage,
+        merge_strategy=outcome.merge_strategy,
+        degraded=outcome.degraded,
+        failed_legs=list(outcome.failed_legs),
+        routing_reason=outcome.reason,
+    )
+
+
+def _hit(hit: Hit) -> pb.QueryHit:
+    return pb.QueryHit(
+        id=hit.id,
+        score=hit.score,
+        metadata=hit.metadata,
+        index=hit.index,
+        model=hit.model,
+        raw_score=hit.raw_score,
+        text=hit.text,
+        version=hit.version,
+    )

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh clone: installs what it needs, starts the servers the tests use, runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+scripts/ensure-redis.sh
+.venv/bin/ruff check proxy tests bench scripts
+.venv/bin/ruff format --check proxy tests bench scripts
+exec .venv/bin/python -m pytest "$@"

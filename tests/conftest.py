@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.sidecar_process import SidecarProcess, free_port
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def sidecar_config(data_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """A two-model config on the embedded backend; `overrides` replace top-level sections."""
+    config: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "server": {"listen": f"127.0.0.1:{free_port()}", "max_batch_size": 64, "max_k": 50},
+        "models": {
+            "hash-a": {"kind": "hashing", "dim": 32, "seed": 1},
+            "hash-b": {"kind": "hashing", "dim": 48, "seed": 2},
+        },
+        "indexes": {"idx-a": {"model": "hash-a"}, "idx-b": {"model": "hash-b"}},
+        "serving_index": "idx-a",
+    }
+    config.update(overrides)
+    return config
+
+
+SidecarFactory = Callable[..., SidecarProcess]
+
+
+@pytest.fixture
+def start_sidecar(tmp_path: Path) -> Iterator[SidecarFactory]:
+    """Starts sidecar processes on this test's data dir and stops whatever is still running at the end."""
+    started: list[SidecarProcess] = []
+
+    def start(config: dict[str, Any] | None = None, name: str = "sidecar") -> SidecarProcess:
+        process = SidecarProcess(config or sidecar_config(tmp_path / "data"), tmp_path / name)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.kill()
