@@ -15,8 +15,8 @@ from proxy.errors import ConfigError
 def _serve(args: argparse.Namespace) -> int:
     from proxy.server import serve
 
-    config = load_config(Path(args.config))
-    asyncio.run(serve(config))
+    path = Path(args.config)
+    asyncio.run(serve(load_config(path), config_path=path))
     return 0
 
 

@@ -78,6 +78,8 @@ class QueryConfig(_Strict):
     traffic_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
     new_path: Literal["dual", "new"] = "dual"
     leg_timeout_ms: Annotated[float, Field(gt=0)] = 2_000.0
+    shadow_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of queries on the old path that also run against the new index in the background."""
 
 
 class StateConfig(_Strict):

@@ -10,6 +10,7 @@ import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,12 +20,14 @@ from proxy._gen.switchyard.v1 import admin_service_pb2, vector_service_pb2
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as admin_grpc
 from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as vector_grpc
 from proxy.config import SwitchyardConfig
+from proxy.config_watch import ConfigWatcher
 from proxy.core.binding import IndexBinding
 from proxy.core.merge import make_merger
 from proxy.core.model import RoutingMode
 from proxy.core.service import Limits, VectorService
 from proxy.core.topology import StaticTopology, Topology
 from proxy.migration.controller import MigrationController
+from proxy.migration.shadow import ShadowRecorder
 from proxy.migration.state import MigrationRecord
 from proxy.migration.throttle import LatencyWindow
 from proxy.ports import StateStore
@@ -50,6 +53,7 @@ class App:
     topology: Topology
     service: VectorService
     executor: ThreadPoolExecutor
+    shadow: ShadowRecorder
     controller: MigrationController | None = None
 
     def close(self) -> None:
@@ -78,13 +82,42 @@ def build_app(config: SwitchyardConfig) -> App:
         max_text_chars=config.server.max_text_chars,
         leg_timeout_s=config.query.leg_timeout_ms / 1000,
         sync_reembed_budget=config.migration.lazy.sync_budget if config.migration else 0,
+        shadow_sample_rate=config.query.shadow_sample_rate,
     )
     dims = {b.model: b.embedder.dim for b in bindings.values()}
     merger = make_merger(config.query.merge)
+    shadow = ShadowRecorder()
     service = VectorService(
-        topology, state.next_versions, merger, executor, limits, dims, latency_sink=latencies.record
+        topology,
+        state.next_versions,
+        merger,
+        executor,
+        limits,
+        dims,
+        shadow_sink=shadow.record,
+        latency_sink=latencies.record,
     )
-    return App(config, bindings, state, topology, service, executor, controller)
+    return App(config, bindings, state, topology, service, executor, shadow, controller)
+
+
+def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig) -> None:
+    """Applies what may change while serving; other changes wait for a restart (and say so)."""
+    live = {"query", "migration"}
+    for section in sorted(set(SwitchyardConfig.model_fields) - live):
+        if getattr(previous, section) != getattr(updated, section):
+            log.warning("config: `%s` changed; it takes effect after a restart", section)
+    if updated.query.merge != previous.query.merge:
+        app.service.set_merger(make_merger(updated.query.merge))
+    app.service.set_shadow_sample_rate(updated.query.shadow_sample_rate)
+    controller = app.controller
+    if controller is None or updated.migration is None or previous.migration is None:
+        return
+    if updated.query.traffic_percent != previous.query.traffic_percent:
+        controller.set_traffic_percent(updated.query.traffic_percent)
+        log.info("config: traffic split set to %g%%", updated.query.traffic_percent)
+    if updated.migration.backfill.rate_limit != previous.migration.backfill.rate_limit:
+        controller.set_rate(updated.migration.backfill.rate_limit)
+        log.info("config: backfill rate limit set to %g docs/s", updated.migration.backfill.rate_limit)
 
 
 def _controller(
@@ -105,7 +138,7 @@ def _controller(
     )
 
 
-async def serve(config: SwitchyardConfig, ready: asyncio.Event | None = None) -> None:
+async def serve(config: SwitchyardConfig, config_path: Path | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then drains in-flight calls and saves the indexes."""
     app = build_app(config)
     server = grpc.aio.server()
@@ -124,6 +157,9 @@ async def serve(config: SwitchyardConfig, ready: asyncio.Event | None = None) ->
     await server.start()
     if app.controller is not None:
         app.controller.start_worker()
+    watcher = None
+    if config_path is not None:
+        watcher = ConfigWatcher(config_path, config, lambda old, new: apply_reload(app, old, new)).start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("switchyard listening on %s (data in %s)", config.server.listen, config.data_dir)
@@ -131,9 +167,9 @@ async def serve(config: SwitchyardConfig, ready: asyncio.Event | None = None) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
     await stop.wait()
+    if watcher is not None:
+        watcher.stop()
     log.info("shutting down: draining in-flight calls (grace %.1fs)", config.server.shutdown_grace_s)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(config.server.shutdown_grace_s)
