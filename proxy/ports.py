@@ -19,7 +19,11 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
-        """One L2-normalized float32 vector per text, in order."""
+        """One L2-normalized float32 vector per document text, in order."""
+        ...
+
+    def embed_query(self, texts: Sequence[str]) -> list[Vector]:
+        """Like `embed`, for search queries: asymmetric models (e5: "query:" vs "passage:") embed them apart."""
         ...
 
 
@@ -75,6 +79,23 @@ class VectorIndex(Protocol):
         ...
 
     def storage_bytes(self) -> int: ...
+
+    def compact(self) -> int:
+        """Gives the space of deleted documents back to the storage; returns storage_bytes before minus after.
+
+        Every live document, version and tombstone is kept: an older write is still rejected afterwards.
+        Searches and writes keep working while it runs, but it costs about one write of the live data, so
+        callers run it when `dead_fraction()` is large. Backends without compaction return 0.
+        """
+        ...
+
+    def dead_fraction(self) -> float:
+        """Share (0.0 to 1.0) of the index's stored entries that belong to deleted documents; cheap to call.
+
+        What `compact()` would reclaim, so a caller can decide when to run it. Backends without compaction
+        return 0.0.
+        """
+        ...
 
     def flush(self) -> None:
         """Makes every acknowledged write durable on disk."""

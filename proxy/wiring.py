@@ -2,22 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from proxy.adapters.embed_hashing import HashingEmbedder
+from proxy.adapters.embed_http import OpenAIEmbedder, RetryPolicy
+from proxy.adapters.embed_local import E5SmallEmbedder, MiniLMEmbedder
 from proxy.adapters.index_hnsw import HnswIndex
+from proxy.adapters.index_pgvector import PgVectorIndex
 from proxy.adapters.state_local import LocalStateStore
 from proxy.adapters.state_redis import RedisStateStore
-from proxy.config import IndexConfig, ModelConfig, StateConfig, SwitchyardConfig
+from proxy.config import (
+    E5SmallModelConfig,
+    HashingModelConfig,
+    IndexConfig,
+    MiniLMModelConfig,
+    ModelConfig,
+    OpenAIModelConfig,
+    StateConfig,
+    SwitchyardConfig,
+)
 from proxy.core.binding import IndexBinding
 from proxy.ports import Embedder, StateStore, VectorIndex
 
 
 def build_embedder(name: str, config: ModelConfig) -> Embedder:
-    return HashingEmbedder(model=name, dim=config.dim, seed=config.seed)
+    """The embedder of one `models:` entry; its `model` is the entry's name, which clients and indexes use."""
+    match config:
+        case HashingModelConfig():
+            return HashingEmbedder(model=name, dim=config.dim, seed=config.seed)
+        case E5SmallModelConfig():
+            return E5SmallEmbedder(name, batch_size=config.batch_size)
+        case MiniLMModelConfig():
+            return MiniLMEmbedder(name, batch_size=config.batch_size)
+        case OpenAIModelConfig():
+            return OpenAIEmbedder(
+                name,
+                base_url=config.base_url,
+                model=config.model,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                timeout_s=config.timeout_s,
+                batch_size=config.batch_size,
+                retry=RetryPolicy(max_retries=config.max_retries),
+                document_input_type=config.document_input_type,
+                query_input_type=config.query_input_type,
+            )
 
 
 def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> VectorIndex:
+    if config.backend == "pgvector":
+        pg = config.pgvector
+        assert pg is not None, "IndexConfig requires the pgvector section with this backend"
+        return PgVectorIndex(
+            name,
+            dim,
+            pg.resolved_dsn(),
+            table=pg.table,
+            space=config.space,
+            hnsw_m=pg.m,
+            hnsw_ef_construction=pg.ef_construction,
+            ef_search=pg.ef_search,
+            pool_size=pg.pool_size,
+        )
     params = config.hnsw
     return HnswIndex(
         name,
@@ -38,9 +85,11 @@ def build_state(config: StateConfig, data_dir: Path) -> StateStore:
     return LocalStateStore(data_dir / "state.sqlite3", config.namespace)
 
 
-def build_bindings(config: SwitchyardConfig) -> dict[str, IndexBinding]:
-    """One binding per configured index, sharing one embedder object per model."""
-    embedders = {name: build_embedder(name, m) for name, m in config.models.items()}
+def build_bindings(
+    config: SwitchyardConfig, wrap: Callable[[Embedder], Embedder] = lambda e: e
+) -> dict[str, IndexBinding]:
+    """One binding per configured index, sharing one embedder object per model (wrapped, e.g. for tracing)."""
+    embedders = {name: wrap(build_embedder(name, m)) for name, m in config.models.items()}
     bindings = {}
     for name, index_config in config.indexes.items():
         embedder = embedders[index_config.model]

@@ -41,6 +41,9 @@ class HashingEmbedder:
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         return [self._embed_one(text) for text in texts]
 
+    def embed_query(self, texts: Sequence[str]) -> list[Vector]:
+        return self.embed(texts)  # a symmetric model: queries and documents share one embedding
+
     def _embed_one(self, text: str) -> Vector:
         total = np.zeros(self._dim, dtype=np.float32)
         for token in _TOKEN.findall(text.lower()):

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 from proxy.adapters.index_hnsw import HnswIndex
+from proxy.adapters.index_pgvector import PgVectorIndex
+from proxy.errors import Unavailable
 from proxy.ports import VectorIndex
 
 IndexFactory = Callable[..., VectorIndex]
 """`factory(dim=8, space="cosine")` opens a fresh, empty index; the fixture closes it after the test."""
+
+# The server scripts/ensure-pgvector.sh starts when PGVECTOR_DSN is not set.
+PGVECTOR_DSN = os.environ.get("PGVECTOR_DSN", "postgresql://postgres@127.0.0.1:5433/postgres")
 
 
 def _hnsw(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> VectorIndex:
@@ -20,7 +27,23 @@ def _hnsw(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> VectorIn
     return HnswIndex("contract", dim, directory, space=space, initial_capacity=4, ef_search=32)
 
 
-_ADAPTERS: dict[str, Callable[[Path, int, Literal["cosine", "ip"]], VectorIndex]] = {"hnsw": _hnsw}
+def open_pgvector(dim: int, space: Literal["cosine", "ip"] = "cosine", **options: Any) -> PgVectorIndex:
+    """A pgvector index on a table of its own; a missing server fails the test (it is never skipped)."""
+    table = f"test_{uuid.uuid4().hex[:20]}"
+    try:
+        return PgVectorIndex("contract", dim, PGVECTOR_DSN, table=table, space=space, **options)
+    except Unavailable as exc:
+        pytest.fail(f"{exc}\nStart a test server with: export PGVECTOR_DSN=$(scripts/ensure-pgvector.sh)")
+
+
+def _pgvector(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> VectorIndex:
+    return open_pgvector(dim, space, ef_search=32)
+
+
+_ADAPTERS: dict[str, Callable[[Path, int, Literal["cosine", "ip"]], VectorIndex]] = {
+    "hnsw": _hnsw,
+    "pgvector": _pgvector,
+}
 
 
 @pytest.fixture(params=sorted(_ADAPTERS))
@@ -34,4 +57,7 @@ def index_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[In
 
     yield factory
     for index in opened:
-        index.close()
+        if isinstance(index, PgVectorIndex):
+            index.drop()  # its table lives on a shared server: leave nothing behind
+        else:
+            index.close()
