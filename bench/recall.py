@@ -90,7 +90,7 @@ def recall_table(
         root = Path(tmp)
         old = _index("old", old_embedder, corpus, root)
         full_new = _index("full", new_embedder, corpus, root)
-        truth = [[h.id for h in full_new.index.exact_search(v, K)] for v in new_embedder.embed(queries)]
+        truth = [[h.id for h in full_new.index.exact_search(v, K)] for v in new_embedder.embed_query(queries)]
         rows = []
         for coverage in coverages:
             covered = rng.sample(corpus, round(coverage * len(corpus)))
@@ -124,7 +124,7 @@ def _mean_recall(
 def _naive_recall(new: IndexBinding, queries: Sequence[str], truth: Sequence[Sequence[str]]) -> float:
     if new.index.count() == 0:
         return 0.0
-    vectors = new.embedder.embed(list(queries))
+    vectors = new.embedder.embed_query(list(queries))
     found = [[h.id for h in new.index.search(v, K)] for v in vectors]
     return float(np.mean([recall_at_k(f, t, K) for f, t in zip(found, truth, strict=True)]))
 

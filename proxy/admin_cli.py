@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 import grpc
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
 from proxy.client import SwitchyardClient
+from proxy.migration.validation import load_golden_set
 from proxy.progress import progress_line, status_report
 
 
@@ -38,8 +41,21 @@ def watch(
         time.sleep(interval_s)
 
 
+def _validate(client: SwitchyardClient, golden_path: str | None, json_out: str | None) -> str:
+    golden = []
+    if golden_path:
+        for query in load_golden_set(Path(golden_path)):
+            golden.append(pb.GoldenQuery(query=query.text, relevant=query.gains))
+    response = client.admin.ValidateMigration(pb.ValidateMigrationRequest(golden=golden), timeout=300)
+    if json_out:
+        Path(json_out).write_text(response.report_json)
+    return response.report_text + (f"\nreport written to {json_out}" if json_out else "")
+
+
 def run_admin(args: argparse.Namespace) -> int:
-    with SwitchyardClient(args.target, timeout_s=10.0) as client:
+    token = os.environ.get(args.token_env) or None
+    tls_ca = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    with SwitchyardClient(args.target, timeout_s=10.0, token=token, tls_ca=tls_ca) as client:
         try:
             print(_run(client, args))
         except grpc.RpcError as exc:
@@ -69,6 +85,22 @@ def _run(client: SwitchyardClient, args: argparse.Namespace) -> str:
         case "split":
             split = admin.SetTrafficSplit(pb.SetTrafficSplitRequest(percent=args.percent))
             return f"traffic split: {split.percent:g}% on the new path"
+        case "validate":
+            return _validate(client, args.golden, args.json_out)
+        case "promote":
+            promoted = admin.PromoteMigration(pb.PromoteMigrationRequest(reason=args.reason))
+            return f"phase: {promoted.phase}, traffic split: {promoted.percent:g}% on the new path"
+        case "rollback":
+            rolled = admin.RollbackMigration(
+                pb.RollbackMigrationRequest(reason=args.reason, force=args.force)
+            )
+            return f"phase: {rolled.phase}; all traffic on the old index"
+        case "cutover":
+            request = pb.TransitionMigrationRequest(to_phase="cut_over", force=args.force, reason="cutover")
+            return f"phase: {admin.TransitionMigration(request).phase}"
+        case "retire":
+            request = pb.TransitionMigrationRequest(to_phase="old_retired", reason="retired by operator")
+            return f"phase: {admin.TransitionMigration(request).phase}; the old index is being dropped"
         case "transition":
             request = pb.TransitionMigrationRequest(to_phase=args.phase, force=args.force, reason=args.reason)
             return f"phase: {admin.TransitionMigration(request).phase}"

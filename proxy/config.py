@@ -18,8 +18,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TlsConfig(_Strict):
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    """When set, clients must present a certificate signed by this CA (mutual TLS)."""
+
+
+class AuthConfig(_Strict):
+    """Bearer tokens, read from environment variables so no secret sits in the config file."""
+
+    admin_token_env: str | None = None
+    """Variable holding the token the Admin service requires (`authorization: Bearer <token>`)."""
+    data_token_env: str | None = None
+    """Variable holding the token the data plane requires; unset: the data plane is open."""
+
+    def token(self, which: Literal["admin", "data"]) -> bytes | None:
+        name = self.admin_token_env if which == "admin" else self.data_token_env
+        if name is None:
+            return None
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(
+                f"server.auth.{which}_token_env names {name}, but that environment variable is empty"
+            )
+        return value.encode()
+
+
 class ServerConfig(_Strict):
     listen: str = "127.0.0.1:50051"
+    admin_listen: str | None = None
+    """A separate host:port for the Admin service (e.g. only on localhost); unset: same port as `listen`."""
+    tls: TlsConfig | None = None
+    auth: AuthConfig = AuthConfig()
     max_batch_size: Annotated[int, Field(gt=0, le=100_000)] = 256
     max_k: Annotated[int, Field(gt=0, le=10_000)] = 100
     max_text_chars: Annotated[int, Field(gt=0)] = 100_000

@@ -51,7 +51,17 @@ def status_report(status: pb.GetMigrationStatusResponse) -> str:
         f"traffic split  {status.traffic_percent:g}% on the new path",
         f"lazy queue     {b.lazy_queue_depth}",
         f"repairs        {b.pending_repairs}",
+        f"storage        old {_mib(status.storage.old_bytes)}, new {_mib(status.storage.new_bytes)}, "
+        f"peak {status.storage.peak_ratio:.2f}x one copy ({status.storage.policy}"
+        + (f", {status.storage.retired} retired)" if status.storage.retired else ")"),
+        f"validation     {'passed' if status.promotion.last_report_passed else 'not passed yet'}",
         "history:",
     ]
     lines += [f"  {c.from_phase} -> {c.to_phase}  {c.reason}" for c in status.history] or ["  (none)"]
+    if status.promotion.events:
+        lines += ["promotion:"] + [f"  {event}" for event in status.promotion.events[-10:]]
     return "\n".join(lines)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"

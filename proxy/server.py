@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,23 +16,32 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import SpanProcessor
 
 from proxy._gen.switchyard.v1 import admin_service_pb2, vector_service_pb2
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as admin_grpc
 from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as vector_grpc
-from proxy.config import SwitchyardConfig
+from proxy.adapters.telemetry_otel import Telemetry, TracedEmbedder
+from proxy.config import SwitchyardConfig, TlsConfig
 from proxy.config_watch import ConfigWatcher
 from proxy.core.binding import IndexBinding
 from proxy.core.merge import make_merger
 from proxy.core.model import RoutingMode
-from proxy.core.service import Limits, VectorService
+from proxy.core.service import Limits, QueryObserver, QueryOutcome, VectorService
 from proxy.core.topology import StaticTopology, Topology
+from proxy.core.tracing import NOOP_TRACER
+from proxy.errors import ConfigError
 from proxy.migration.controller import MigrationController
+from proxy.migration.promoter import Promoter
+from proxy.migration.query_stats import QueryStats
 from proxy.migration.shadow import ShadowRecorder
 from proxy.migration.state import MigrationRecord
 from proxy.migration.throttle import LatencyWindow
+from proxy.migration.validation import load_golden_set
 from proxy.ports import StateStore
+from proxy.telemetry_gauges import GAUGES, gauges
 from proxy.transport.admin_service import AdminServicer
+from proxy.transport.auth import ADMIN_PREFIX, DATA_PREFIX, BearerTokenInterceptor
 from proxy.transport.vector_service import VectorServicer
 from proxy.wiring import build_bindings, build_state
 
@@ -55,8 +65,12 @@ class App:
     executor: ThreadPoolExecutor
     shadow: ShadowRecorder
     controller: MigrationController | None = None
+    promoter: Promoter | None = None
+    telemetry: Telemetry | None = None
 
     def close(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
         if self.controller is not None:
             self.controller.stop_worker()
         for binding in self.bindings.values():
@@ -66,8 +80,10 @@ class App:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def build_app(config: SwitchyardConfig) -> App:
-    bindings = build_bindings(config)
+def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor] = ()) -> App:
+    telemetry = _telemetry(config, span_processors)
+    tracer = telemetry.tracer if telemetry and telemetry.tracer else None
+    bindings = build_bindings(config, (lambda e: TracedEmbedder(e, tracer)) if tracer else (lambda e: e))
     state = build_state(config.state, config.data_dir)
     # A state store that lost its counter (Redis without persistence, a new namespace) must never hand out a
     # version the indexes already hold: every write would then be rejected as stale.
@@ -87,6 +103,12 @@ def build_app(config: SwitchyardConfig) -> App:
     dims = {b.model: b.embedder.dim for b in bindings.values()}
     merger = make_merger(config.query.merge)
     shadow = ShadowRecorder()
+    promoter = _promoter(config, controller, shadow)
+    observers: list[QueryObserver] = [lambda outcome, seconds: latencies.record(seconds)]
+    if promoter is not None:
+        observers.append(promoter.stats.record)
+    if telemetry is not None:
+        observers.append(telemetry.observe_query)
     service = VectorService(
         topology,
         state.next_versions,
@@ -95,9 +117,47 @@ def build_app(config: SwitchyardConfig) -> App:
         limits,
         dims,
         shadow_sink=shadow.record,
-        latency_sink=latencies.record,
+        observer=_observe_all(observers),
+        tracer=tracer or NOOP_TRACER,
     )
-    return App(config, bindings, state, topology, service, executor, shadow, controller)
+    app = App(config, bindings, state, topology, service, executor, shadow, controller, promoter, telemetry)
+    if telemetry is not None:
+        telemetry.watch(lambda: gauges(app), GAUGES)
+    return app
+
+
+def _telemetry(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]) -> Telemetry | None:
+    t = config.telemetry
+    if not (t.metrics_listen or t.otlp_endpoint or t.tracing or span_processors):
+        return None
+    return Telemetry(
+        t.service_name,
+        metrics_listen=t.metrics_listen,
+        otlp_endpoint=t.otlp_endpoint,
+        tracing=t.tracing,
+        span_processors=span_processors,
+    )
+
+
+def _observe_all(observers: list[QueryObserver]) -> QueryObserver:
+    def observe(outcome: QueryOutcome, seconds: float) -> None:
+        for observer in observers:
+            observer(outcome, seconds)
+
+    return observe
+
+
+def _promoter(
+    config: SwitchyardConfig, controller: MigrationController | None, shadow: ShadowRecorder
+) -> Promoter | None:
+    if controller is None or config.migration is None:
+        return None
+    golden_path = config.migration.validation.golden_set
+    golden = load_golden_set(golden_path) if golden_path else []
+    stats = QueryStats(controller.new.name)
+    promoter = Promoter(controller, config.migration, stats, shadow, golden)
+    controller.periodic.append(promoter.tick)
+    return promoter
 
 
 def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig) -> None:
@@ -141,27 +201,18 @@ def _controller(
 async def serve(config: SwitchyardConfig, config_path: Path | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then drains in-flight calls and saves the indexes."""
     app = build_app(config)
-    server = grpc.aio.server()
-    dims = {b.model: b.embedder.dim for b in app.bindings.values()}
-    vector_grpc.add_VectorServiceServicer_to_server(VectorServicer(app.service, app.executor, dims), server)
-    admin_grpc.add_AdminServiceServicer_to_server(AdminServicer(app.controller, app.executor), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(config.server.listen)
-    if port == 0:
+    try:
+        servers = await _start_servers(app)
+    except Exception:
         app.close()
-        raise OSError(f"cannot listen on {config.server.listen} (server.listen): address in use or invalid")
-    await server.start()
+        raise
     if app.controller is not None:
         app.controller.start_worker()
+    if app.telemetry is not None:
+        app.telemetry.start_http()
     watcher = None
     if config_path is not None:
         watcher = ConfigWatcher(config_path, config, lambda old, new: apply_reload(app, old, new)).start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("switchyard listening on %s (data in %s)", config.server.listen, config.data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,7 +222,64 @@ async def serve(config: SwitchyardConfig, config_path: Path | None = None) -> No
     if watcher is not None:
         watcher.stop()
     log.info("shutting down: draining in-flight calls (grace %.1fs)", config.server.shutdown_grace_s)
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(config.server.shutdown_grace_s)
+    for _, health_servicer in servers:
+        await health_servicer.enter_graceful_shutdown()
+    await asyncio.gather(*(server.stop(config.server.shutdown_grace_s) for server, _ in servers))
     app.close()
     log.info("indexes saved; bye")
+
+
+async def _start_servers(app: App) -> list[tuple[grpc.aio.Server, health.aio.HealthServicer]]:
+    """The data plane on server.listen; the Admin service there too, or on its own server.admin_listen."""
+    cfg = app.config.server
+    interceptors = _interceptors(app.config)
+    dims = {b.model: b.embedder.dim for b in app.bindings.values()}
+    admin = AdminServicer(app.promoter, app.executor)
+    main = grpc.aio.server(interceptors=interceptors)
+    vector_grpc.add_VectorServiceServicer_to_server(VectorServicer(app.service, app.executor, dims), main)
+    servers = [(main, cfg.listen, (SERVICE_NAMES[0],) if cfg.admin_listen else SERVICE_NAMES)]
+    if cfg.admin_listen:
+        admin_server = grpc.aio.server(interceptors=interceptors)
+        servers.append((admin_server, cfg.admin_listen, (SERVICE_NAMES[1],)))
+    else:
+        admin_server = main
+    admin_grpc.add_AdminServiceServicer_to_server(admin, admin_server)
+    return [await _start(server, listen, names, cfg.tls) for server, listen, names in servers]
+
+
+async def _start(
+    server: grpc.aio.Server, listen: str, names: tuple[str, ...], tls: TlsConfig | None
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_secure_port(listen, _credentials(tls)) if tls else server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}: address in use or invalid")
+    await server.start()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer
+
+
+def _interceptors(config: SwitchyardConfig) -> list[grpc.aio.ServerInterceptor]:
+    tokens = {
+        prefix: token
+        for prefix, token in (
+            (ADMIN_PREFIX, config.server.auth.token("admin")),
+            (DATA_PREFIX, config.server.auth.token("data")),
+        )
+        if token is not None
+    }
+    return [BearerTokenInterceptor(tokens)] if tokens else []
+
+
+def _credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    try:
+        key, cert = tls.key_file.read_bytes(), tls.cert_file.read_bytes()
+        ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    except OSError as exc:
+        raise ConfigError(f"server.tls: cannot read {exc.filename}: {exc.strerror}") from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )

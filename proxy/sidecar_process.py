@@ -25,8 +25,15 @@ def free_port() -> int:
 class SidecarProcess:
     """A sidecar started from a config dict; `stop()` sends SIGTERM (graceful), `kill()` SIGKILL."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path, log_name: str = "sidecar.log") -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        log_name: str = "sidecar.log",
+        tls_ca: bytes | None = None,
+    ) -> None:
         self.config = config
+        self.tls_ca = tls_ca
         self.workdir = workdir
         self.config_path = workdir / "switchyard.yaml"
         self.log_path = workdir / log_name
@@ -51,7 +58,7 @@ class SidecarProcess:
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        with SwitchyardClient(self.target) as client:
+        with self.client() as client:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:
                     raise RuntimeError(f"sidecar exited with {self.process.returncode}:\n{self.log_tail()}")
@@ -63,7 +70,7 @@ class SidecarProcess:
         raise TimeoutError(f"sidecar not ready after {timeout_s}s:\n{self.log_tail()}")
 
     def client(self) -> SwitchyardClient:
-        return SwitchyardClient(self.target)
+        return SwitchyardClient(self.target, tls_ca=self.tls_ca)
 
     def stop(self, timeout_s: float = 30.0) -> int:
         return self._signal(signal.SIGTERM, timeout_s)

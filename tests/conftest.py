@@ -23,6 +23,8 @@ def sidecar_config(data_dir: Path, **overrides: Any) -> dict[str, Any]:
         },
         "indexes": {"idx-a": {"model": "hash-a"}, "idx-b": {"model": "hash-b"}},
         "serving_index": "idx-a",
+        # Several sidecars run at once in the suite; the metrics test turns the endpoint on itself.
+        "telemetry": {"metrics_listen": None},
     }
     config.update(overrides)
     return config
@@ -36,8 +38,10 @@ def start_sidecar(tmp_path: Path) -> Iterator[SidecarFactory]:
     """Starts sidecar processes on this test's data dir and stops whatever is still running at the end."""
     started: list[SidecarProcess] = []
 
-    def start(config: dict[str, Any] | None = None, name: str = "sidecar") -> SidecarProcess:
-        process = SidecarProcess(config or sidecar_config(tmp_path / "data"), tmp_path / name)
+    def start(
+        config: dict[str, Any] | None = None, name: str = "sidecar", tls_ca: bytes | None = None
+    ) -> SidecarProcess:
+        process = SidecarProcess(config or sidecar_config(tmp_path / "data"), tmp_path / name, tls_ca=tls_ca)
         started.append(process)
         return process.start()
 

@@ -31,6 +31,7 @@ def migration_config(data_dir: Path, namespace: str | None = None, **backfill: A
             "backfill": {"batch_size": 25, "slice_size": 100, "lease_ttl_s": 5.0, **backfill},
         },
         "state": state,
+        "telemetry": {"metrics_listen": None},
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from proxy.adapters import index_hnsw
 from proxy.adapters.index_hnsw import HnswIndex, IndexClosedError, IndexConfigMismatch
 from proxy.core.model import IndexRecord, Vector
 from proxy.errors import ConfigError
+from proxy.ports import iter_all
 
 DIM = 8
 
@@ -344,3 +346,294 @@ def test_shared_lock_admits_many_readers_and_excludes_a_writer() -> None:
         assert not writer_in.wait(0.2), "a write ran during a search"
     assert writer_in.wait(5)
     writer_thread.join()
+
+
+# ---- compaction -----------------------------------------------------------------------------------------------
+
+
+def auto_vacuum_mode(directory: Path) -> int:
+    with sqlite3.connect(directory / "index.sqlite3") as conn:
+        return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+
+
+def assert_half_deleted_state(index: HnswIndex, directory: Path, ids: list[str], vectors: np.ndarray) -> None:
+    """The state after deleting every even-numbered document of `ids` at version 2."""
+    deleted, kept = ids[::2], ids[1::2]
+    assert index.count() == len(kept)
+    assert [doc.id for doc in index.get(ids)] == kept
+    assert [doc.id for doc in iter_all(index)] == kept
+    assert index.versions(ids) == {doc_id: 2 - n % 2 for n, doc_id in enumerate(ids)}
+    assert_each_finds_itself(index, kept[:200], vectors[1::2][:200])
+    for query in vectors[:5]:
+        hits = index.search(query, k=10)
+        assert len(hits) == 10 and {hit.id for hit in hits} <= set(kept)
+        # 2500 matches is above the exact-search limit: this walks the graph with the filter.
+        assert all(hit.metadata == {"odd": "1"} for hit in index.search(query, k=10, where={"odd": "1"}))
+    # Tombstones keep id and version only, and still reject older and equal versions.
+    with sqlite3.connect(directory / "index.sqlite3") as conn:
+        bulky = conn.execute(
+            "SELECT COUNT(*) FROM documents WHERE deleted = 1 AND (text != '' OR metadata != '{}' OR vector IS NOT NULL)"
+        ).fetchone()[0]
+        pairs = conn.execute("SELECT COUNT(*) FROM metadata_pairs WHERE value = '0'").fetchone()[0]
+    assert (bulky, pairs) == (0, 0)
+    assert index.upsert(
+        [record(deleted[0], 1, vectors[0]), record(deleted[1], 2, vectors[2])]
+    ).stale == tuple(deleted[:2])
+
+
+def test_compaction_after_deleting_half_gives_back_the_space(tmp_path: Path) -> None:
+    dim, total = 128, 5000
+    vectors = unit_vectors(total, seed=14, dim=dim)
+    ids = doc_ids(total)
+    index = HnswIndex("test", dim, tmp_path, ef_construction=40)
+    for start in range(0, total, 1000):
+        index.upsert([record(ids[i], 1, vectors[i], {"odd": str(i % 2)}) for i in range(start, start + 1000)])
+    index.compact()  # the steady state to compare with: graph file saved, WAL truncated
+    full = index.storage_bytes()
+    # Every other row: each SQLite page loses half its bytes, and no page empties by itself.
+    index.delete(ids[::2], version=2)
+    assert index.dead_fraction() == pytest.approx(0.5)
+
+    reclaimed = index.compact()
+    compacted = index.storage_bytes()
+    assert compacted < 0.65 * full, f"{full} -> {compacted} bytes"
+    assert reclaimed > full // 3
+    assert index.dead_fraction() == 0.0
+    assert_half_deleted_state(index, tmp_path, ids, vectors)
+    index.close()
+
+    reopened = HnswIndex("test", dim, tmp_path, ef_construction=40)
+    try:
+        assert reopened.dead_fraction() == 0.0
+        assert_half_deleted_state(reopened, tmp_path, ids, vectors)
+        # Deleted labels are not in the compacted graph: they are added anew, past its headroom, so it grows.
+        revived = reopened.upsert([record(ids[i], 3, vectors[i]) for i in range(0, 2000, 2)])
+        assert len(revived.written) == 1000
+        assert reopened.count() == 3500
+        assert_each_finds_itself(reopened, ids[:400], vectors[:400])
+    finally:
+        reopened.close()
+
+
+def test_new_database_is_created_with_incremental_auto_vacuum(tmp_path: Path) -> None:
+    open_index(tmp_path).close()
+    assert auto_vacuum_mode(tmp_path) == 2
+
+
+def test_compaction_converts_a_database_created_without_auto_vacuum(tmp_path: Path) -> None:
+    # How databases were created before auto_vacuum was set: WAL mode first, then the tables.
+    with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(index_hnsw._SCHEMA)
+    vectors = unit_vectors(2000, seed=15, dim=64)
+    ids = doc_ids(2000)
+    index = HnswIndex("test", 64, tmp_path, initial_capacity=8)
+    try:
+        assert auto_vacuum_mode(tmp_path) == 0
+        index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+        index.flush()
+        database_bytes = (tmp_path / "index.sqlite3").stat().st_size
+        index.delete(ids[::2], version=2)
+        index.compact()
+        assert auto_vacuum_mode(tmp_path) == 2
+        assert (tmp_path / "index.sqlite3").stat().st_size < 0.7 * database_bytes
+        assert [doc.id for doc in iter_all(index)] == ids[1::2]
+        assert index.upsert([record(ids[0], 1, vectors[0])]).stale == (ids[0],)
+    finally:
+        index.close()
+
+
+def test_dead_fraction_counts_deleted_graph_elements(tmp_path: Path) -> None:
+    vectors = unit_vectors(12, seed=16)
+    ids = doc_ids(10)
+    index = open_index(tmp_path)
+    assert index.dead_fraction() == 0.0
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors[:10], strict=True)])
+    index.delete([*ids[:4], "never-written"], version=2)
+    assert index.dead_fraction() == pytest.approx(0.4)
+    # A revived document takes its element back; a newer vector replaces an element in place.
+    index.upsert([record(ids[0], 3, vectors[0]), record(ids[9], 3, vectors[11])])
+    assert index.dead_fraction() == pytest.approx(0.3)
+    index.close()
+
+    reopened = open_index(tmp_path)
+    try:
+        assert reopened.dead_fraction() == pytest.approx(0.3)
+        reopened.compact()
+        assert reopened.dead_fraction() == 0.0
+        # Seven elements in a graph built for eight: the three revived ones make it grow.
+        reopened.upsert([record(i, 4, vectors[n]) for n, i in enumerate(ids[1:4], start=1)])
+        assert reopened.count() == 10
+        assert reopened.dead_fraction() == 0.0
+        assert_each_finds_itself(reopened, ids[:9], vectors[:9])
+        assert reopened.search(vectors[11], k=1)[0].id == ids[9]
+    finally:
+        reopened.close()
+
+
+def test_writes_during_the_graph_build_reach_the_compacted_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = unit_vectors(61, seed=17)
+    ids = doc_ids(60)
+    index = open_index(tmp_path)
+    index.upsert([record(i, 1, v) for i, v in zip(ids[:40], vectors[:40], strict=True)])
+    index.delete(ids[:10], version=2)
+    build = index._graph_from_snapshot
+
+    def build_then_write() -> tuple[object, int]:
+        built = build()
+        # After the snapshot, before the swap: only the replay under the write lock can bring these in.
+        index.upsert([record(i, 1, v) for i, v in zip(ids[40:], vectors[40:60], strict=True)])
+        index.upsert([record(ids[0], 3, vectors[0]), record(ids[20], 3, vectors[60])])
+        index.delete(ids[10:15], version=3)
+        return built
+
+    monkeypatch.setattr(index, "_graph_from_snapshot", build_then_write)
+    index.compact()
+    index.close()
+
+    reopened = open_index(tmp_path)
+    try:
+        live = [ids[0], *ids[15:]]
+        assert reopened.count() == len(live)
+        assert sorted(hit.id for hit in reopened.search(vectors[5], k=100)) == live
+        # The snapshot held 30 live rows; the replay added 21 and marked 5 of them deleted.
+        assert reopened.dead_fraction() == pytest.approx(5 / 51)
+        assert reopened.search(vectors[60], k=1)[0].id == ids[20]
+        moved = [n for n in range(15, 60) if n != 20]
+        assert_each_finds_itself(reopened, [ids[0]] + [ids[n] for n in moved], vectors[[0, *moved]])
+    finally:
+        reopened.close()
+
+
+def test_compaction_beside_searches_and_a_writer_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dim = 16
+    vectors = unit_vectors(3000, seed=18, dim=dim)
+    new_vectors = unit_vectors(3000, seed=19, dim=dim)
+    ids = doc_ids(3000)
+    index = HnswIndex("test", dim, tmp_path, initial_capacity=8, ef_construction=64)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    index.delete(ids[::2], version=2)
+    revived = ids[:200:2]
+    dead = set(ids[::2]) - set(revived)
+    before = {doc.id: doc for doc in index.get(ids)}
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    searches = [0]
+    writes = [0]
+    written: dict[str, bool] = {}  # new id -> live
+
+    def search_loop(seed: int) -> None:
+        queries = unit_vectors(40, seed=seed, dim=dim)
+        try:
+            while not stop.is_set():
+                for query in queries:
+                    hits = index.search(query, k=10)
+                    # 1500 documents are never touched, so 10 live hits always exist.
+                    assert len(hits) == 10 == len({hit.id for hit in hits})
+                    assert not {hit.id for hit in hits} & dead
+                    searches[0] += 1
+        except BaseException as error:
+            errors.append(error)
+
+    def write_loop() -> None:
+        try:
+            for n in range(len(new_vectors)):
+                if stop.is_set():
+                    return
+                index.upsert([record(f"new-{n:04d}", 1, new_vectors[n])])
+                written[f"new-{n:04d}"] = True
+                if n < len(revived):
+                    index.upsert([record(revived[n], 3, vectors[2 * n])])
+                if n % 5 == 4:
+                    index.delete([f"new-{n - 2:04d}"], version=2)
+                    written[f"new-{n - 2:04d}"] = False
+                writes[0] += 1
+        except BaseException as error:
+            errors.append(error)
+
+    build = index._graph_from_snapshot
+
+    def build_while_writing() -> tuple[object, int]:
+        built = build()
+        # Deterministic overlap: some writes land after the snapshot and must be replayed into the new graph.
+        seen = writes[0]
+        for _ in range(3000):
+            if writes[0] >= seen + 20 or errors:
+                break
+            stop.wait(0.01)
+        return built
+
+    monkeypatch.setattr(index, "_graph_from_snapshot", build_while_writing)
+    threads = [threading.Thread(target=search_loop, args=(100 + n,)) for n in range(4)]
+    threads.append(threading.Thread(target=write_loop))
+    for thread in threads:
+        thread.start()
+    try:
+        index.compact()
+        index.compact()
+        while writes[0] < len(revived) and not errors:
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    try:
+        assert errors == []
+        assert searches[0] > 0
+        after = {doc.id: doc for doc in index.get(ids)}
+        assert after == before | {doc.id: doc for doc in index.get(revived)}
+        assert {doc.id: doc.version for doc in index.get(revived)} == dict.fromkeys(revived, 3)
+        assert {doc.id for doc in index.get(list(written))} == {i for i, live in written.items() if live}
+        assert index.count() == 1500 + len(revived) + sum(written.values())
+        assert_each_finds_itself(index, revived, vectors[:200:2])
+    finally:
+        index.close()
+
+
+def test_wal_of_a_small_index_is_truncated_before_it_outgrows_the_database(tmp_path: Path) -> None:
+    vectors = unit_vectors(2000, seed=20, dim=128)
+    index = HnswIndex("test", 128, tmp_path, ef_construction=16)
+    wal = tmp_path / "index.sqlite3-wal"
+    largest = 0
+    try:
+        for start in range(0, 2000, 4):
+            index.upsert([record(f"d{n}", 1, vectors[n]) for n in range(start, start + 4)])
+            largest = max(largest, wal.stat().st_size)
+        # Without a limit relative to the database, 500 commits would leave several megabytes of WAL.
+        assert largest < index_hnsw._WAL_CHECKPOINT_MIN_BYTES + 64 * 1024
+    finally:
+        index.close()
+
+
+def test_graph_build_for_compaction_does_not_hold_back_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = unit_vectors(41, seed=21)
+    ids = doc_ids(40)
+    index = open_index(tmp_path)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors[:40], strict=True)])
+    index.delete(ids[:20], version=2)
+    add = index_hnsw._add_to_graph
+    checkpoints: list[tuple[int, int, int]] = []
+
+    def add_then_checkpoint(graph: object, labels: list[int], batch: list[Vector]) -> None:
+        add(graph, labels, batch)  # type: ignore[arg-type]
+        if graph is not index._graph and not checkpoints:
+            # Mid-build: a write lands, and a checkpoint that waits for no one must still get through.
+            index.upsert([record("late", 1, vectors[40])])
+            with sqlite3.connect(tmp_path / "index.sqlite3", timeout=0) as conn:
+                checkpoints.append(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+
+    monkeypatch.setattr(index_hnsw, "_add_to_graph", add_then_checkpoint)
+    try:
+        index.compact()
+        assert checkpoints and checkpoints[0][0] == 0, f"checkpoint was blocked: {checkpoints}"
+        assert index.search(vectors[40], k=1)[0].id == "late"
+        assert index.count() == 21
+    finally:
+        index.close()

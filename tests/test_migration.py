@@ -85,7 +85,10 @@ def test_phase_history_is_recorded_with_times(app: App) -> None:
     load_corpus(app, 50)
     app.controller.start()
     drain(app)
+    assert app.promoter is not None
     for phase in ("validated", "shifting", "cut_over", "old_retired"):
+        if phase == "cut_over":
+            assert app.promoter.validate().passed
         app.controller.transition(phase)
     history = app.controller.status().state.history
     assert [c.to_phase.value for c in history] == [
@@ -144,6 +147,9 @@ class _HookedEmbedder:
             hook, self.hook = self.hook, None
             hook()  # type: ignore[operator]
         return vectors
+
+    def embed_query(self, texts: Sequence[str]) -> list[Vector]:
+        return self.inner.embed_query(texts)  # type: ignore[attr-defined, no-any-return]
 
 
 def _race(app: App, during_batch: object) -> None:

@@ -15,6 +15,21 @@ Concurrency: hnswlib allows concurrent searches, but no search during an insert,
 parallel (hnswlib releases the GIL inside knn_query); a write commits to SQLite and changes the graph while
 holding it exclusively, so a search always sees rows and graph in the same state. Writers take turns.
 
+Reclaiming space (`compact()`): a delete leaves a tombstone row (id, version, no text, metadata or vector) for the
+version check, and only marks the element deleted in the graph, so neither file shrinks by itself. Compaction
+  1. builds a new graph from the rows live as of one write sequence, beside searches and writes (both graphs are
+     in memory meanwhile); then, holding the write lock, replays the rows written after that sequence into it,
+     swaps it in (searches wait for the swap only) and saves it like a flush;
+  2. moves every SQLite row to the end of its table, one short transaction per chunk. A tombstone is an update
+     that shrinks its row in place, and SQLite merges pages only when a delete leaves one under a third full,
+     so pages that lost half their bytes stay allocated until their rows are written anew, densely. Writes
+     wait for one chunk at most, and the extra disk is about one chunk, where a VACUUM would need a temporary
+     copy of the live data and a second one in the WAL;
+  3. gives the free pages back to the file system (auto_vacuum=INCREMENTAL, set when the database is created;
+     a database created before that is converted once by a full VACUUM, which blocks writes while it rewrites
+     the file) and truncates the WAL.
+It costs about one write of the live data, so it is worth running when `dead_fraction()` is large.
+
 One process opens a directory at a time.
 """
 
@@ -48,7 +63,19 @@ _GRAPH_META_FILE = "graph.json"
 # filtered walk degrades (and can come back short) when few nodes pass the filter.
 _EXACT_FILTER_LIMIT = 2_000
 _EXACT_BATCH = 4_096
+# The WAL is checkpointed and truncated when it outgrows a quarter of the database, within these bounds: it
+# then adds a bounded share to the storage a migration's peak is measured in, even for a small index.
 _WAL_CHECKPOINT_BYTES = 16 * 1024 * 1024
+_WAL_CHECKPOINT_MIN_BYTES = 1024 * 1024
+# A graph built from scratch leaves room for a quarter more elements before its first resize.
+_GRAPH_HEADROOM = 1.25
+# Compaction moves this many rows, or frees this many pages, per write transaction: it bounds how long a write
+# waits behind compaction, and how much the files grow before the pages a chunk frees are reused.
+_REPACK_ROWS = 1_000
+_VACUUM_PAGES = 2_048
+_AUTO_VACUUM_INCREMENTAL = 2
+_COLUMNS = "id, label, version, deleted, text, metadata, vector, seq"
+_INSERT_ROW = f"INSERT INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # Keeps `IN (...)` lists well under SQLite's limit on parameters per statement.
 _IN_CHUNK = 500
 
@@ -186,11 +213,12 @@ class HnswIndex:
         self._initial_capacity = max(1, initial_capacity)
         self._write_lock = threading.Lock()
         self._graph_lock = _SharedExclusiveLock()
+        self._compact_lock = threading.Lock()
         self._idle_readers: list[sqlite3.Connection] = []
         self._closed = False
 
         self._directory.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect()
+        self._writer = self._connect(writer=True)
         try:
             self._writer.execute("PRAGMA wal_autocheckpoint = 0")
             self._writer.executescript(_SCHEMA)
@@ -325,7 +353,10 @@ class HnswIndex:
     def _checkpoint_if_wal_is_large(self) -> None:
         # Automatic checkpoints are off on the writer: they would fsync inside a commit, while searches wait.
         with suppress(FileNotFoundError):
-            if (self._directory / f"{_DB_FILE}-wal").stat().st_size > _WAL_CHECKPOINT_BYTES:
+            wal_bytes = (self._directory / f"{_DB_FILE}-wal").stat().st_size
+            database_bytes = (self._directory / _DB_FILE).stat().st_size
+            limit = min(_WAL_CHECKPOINT_BYTES, max(_WAL_CHECKPOINT_MIN_BYTES, database_bytes // 4))
+            if wal_bytes > limit:
                 self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ---- reads --------------------------------------------------------------------------------------------
@@ -371,7 +402,12 @@ class HnswIndex:
 
     def storage_bytes(self) -> int:
         """Bytes of the files in the index directory: SQLite with its WAL, and the graph as last flushed."""
-        return sum(entry.stat().st_size for entry in self._directory.iterdir() if entry.is_file())
+        total = 0
+        for entry in self._directory.iterdir():
+            # A flush or compaction in another thread may rename a temporary file away meanwhile.
+            with suppress(FileNotFoundError):
+                total += entry.stat().st_size if entry.is_file() else 0
+        return total
 
     # ---- search -------------------------------------------------------------------------------------------
 
@@ -478,6 +514,125 @@ class HnswIndex:
             index=self._name,
         )
 
+    # ---- compaction ---------------------------------------------------------------------------------------
+
+    def dead_fraction(self) -> float:
+        """Share of the graph's elements that belong to deleted documents: what `compact()` would drop.
+
+        Read from memory. It survives a reopen (the saved graph keeps its deleted marks) but not a graph rebuilt
+        on open, although SQLite may still hold the dead rows' pages then.
+        """
+        elements = self._graph.element_count
+        if elements == 0:
+            return 0.0
+        # Every live row has exactly one element, so the rest are deleted; read without a lock, hence the clamp.
+        return min(1.0, max(0.0, (elements - self._live_count) / elements))
+
+    def compact(self) -> int:
+        """Drops deleted documents from the graph and SQLite and returns the bytes given back to the file system.
+
+        The result is `storage_bytes()` before minus after; it can be negative when the graph file on disk was
+        older, and smaller, than the graph in memory. Searches and writes go on meanwhile (see the module
+        docstring); a second compaction waits for the first. Tombstones stay, so the version check still holds.
+        """
+        with self._compact_lock:
+            self._ensure_open()
+            before = self.storage_bytes()
+            self._compact_graph()
+            self._compact_database()
+            return before - self.storage_bytes()
+
+    def _compact_graph(self) -> None:
+        graph, snapshot_seq = self._graph_from_snapshot()
+        with self._write_lock:
+            self._ensure_open()
+            # No write can commit while the write lock is held, so after this replay the new graph holds exactly
+            # what the old one does, minus deleted elements.
+            self._replay(graph, snapshot_seq)
+            with self._graph_lock.exclusive():
+                self._graph = graph
+            # As in a flush: the rows the saved graph holds must be durable before it is.
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._save_graph_locked()
+
+    def _graph_from_snapshot(self) -> tuple[hnswlib.Index, int]:
+        """A new graph of the rows live as of the latest committed write sequence, and that sequence."""
+        with self._reading() as conn:
+            (snapshot_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM documents").fetchone()
+        return self._build_graph(int(snapshot_seq)), int(snapshot_seq)
+
+    def _compact_database(self) -> None:
+        if self._auto_vacuum_mode() == _AUTO_VACUUM_INCREMENTAL:
+            self._repack_rows()
+        else:
+            self._convert_to_incremental_vacuum()
+        self._release_free_pages()
+        with self._write_lock:
+            self._ensure_open()
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _auto_vacuum_mode(self) -> int:
+        with self._write_lock:
+            self._ensure_open()
+            return int(self._writer.execute("PRAGMA auto_vacuum").fetchone()[0])
+
+    def _convert_to_incremental_vacuum(self) -> None:
+        # A database created before auto_vacuum was set can only change mode by a VACUUM, which rewrites the whole
+        # file: writes wait until it ends, and it needs disk for a temporary copy of the live data plus that copy
+        # in the WAL. Searches go on reading their snapshots. It happens once per database.
+        with self._write_lock:
+            self._ensure_open()
+            self._writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            self._writer.execute("VACUUM")
+
+    def _repack_rows(self) -> None:
+        """Deletes and re-inserts every row present now, in chunks, so SQLite frees the half-empty pages.
+
+        Re-inserted rows get new rowids past the end of the table, so they fill fresh pages densely, reusing the
+        pages the previous chunk freed. Content, labels and sequences do not change: searches, the graph and
+        the replay on open never notice.
+        """
+        with self._write_lock:
+            self._ensure_open()
+            (last,) = self._writer.execute("SELECT COALESCE(MAX(rowid), 0) FROM documents").fetchone()
+        done = 0
+        while done < last:
+            with self._write_lock:
+                self._ensure_open()
+                done = self._repack_chunk(done, last)
+                self._checkpoint_if_wal_is_large()
+
+    def _repack_chunk(self, after: int, last: int) -> int:
+        """Moves the rows with after < rowid <= last, up to a chunk of them; returns the last rowid moved."""
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            rows = self._writer.execute(
+                f"SELECT rowid, {_COLUMNS} FROM documents WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+                (after, last, _REPACK_ROWS),
+            ).fetchall()
+            end = rows[-1][0] if rows else last
+            self._writer.execute("DELETE FROM documents WHERE rowid > ? AND rowid <= ?", (after, end))
+            self._writer.executemany(_INSERT_ROW, [row[1:] for row in rows])
+            self._writer.execute("COMMIT")
+        except BaseException:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
+        return int(end)
+
+    def _release_free_pages(self) -> None:
+        free: int | None = None
+        while True:
+            with self._write_lock:
+                self._ensure_open()
+                previous, free = free, int(self._writer.execute("PRAGMA freelist_count").fetchone()[0])
+                # Stops when nothing is left, or nothing moved (a database not in incremental mode frees nothing).
+                if free == 0 or free == previous:
+                    return
+                # executescript steps the pragma to the end; execute() would free one page per call.
+                self._writer.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})")
+                self._checkpoint_if_wal_is_large()
+
     # ---- durability and lifecycle -------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -496,11 +651,14 @@ class HnswIndex:
                 self._idle_readers.pop().close()
 
     def _flush_locked(self) -> None:
-        self._writer.execute("PRAGMA wal_checkpoint(FULL)")
-        graph_path = self._directory / _GRAPH_FILE
-        if self._saved_seq == self._applied_seq and graph_path.exists():
-            return
+        # TRUNCATE waits for readers like FULL does, and leaves no stale WAL in the storage a flushed index reports.
+        self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._saved_seq != self._applied_seq or not (self._directory / _GRAPH_FILE).exists():
+            self._save_graph_locked()
+
+    def _save_graph_locked(self) -> None:
         # The write lock keeps the graph still; searches running meanwhile only read it, as save_index does.
+        graph_path = self._directory / _GRAPH_FILE
         temporary = graph_path.with_name(_GRAPH_FILE + ".tmp")
         self._graph.save_index(str(temporary))
         _fsync(temporary)
@@ -517,10 +675,15 @@ class HnswIndex:
         if self._closed:
             raise IndexClosedError(f"index {self._name!r} is closed")
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, writer: bool = False) -> sqlite3.Connection:
         # Autocommit mode: every read sees all committed writes; writes open explicit transactions.
         conn = sqlite3.connect(self._directory / _DB_FILE, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
+        if writer:
+            # Takes effect only before WAL mode is set and the first table is created, so it comes first; on an
+            # existing database it only tells the next VACUUM which mode to convert to. Not on readers: on a
+            # database already in incremental mode it writes the header, and would wait for the writer.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
@@ -536,7 +699,10 @@ class HnswIndex:
         try:
             yield conn
         finally:
-            self._idle_readers.append(conn)
+            if self._closed:
+                conn.close()  # close() ran meanwhile and closed the idle ones only
+            else:
+                self._idle_readers.append(conn)
 
     # ---- opening ------------------------------------------------------------------------------------------
 
@@ -575,7 +741,7 @@ class HnswIndex:
             self._replay(graph, saved_seq)
             if self._graph_holds_live_rows(graph):
                 return graph, saved_seq
-        return self._rebuild_graph(), -1
+        return self._build_graph(self._seq), -1
 
     def _load_graph(self) -> tuple[hnswlib.Index, int] | None:
         graph_path = self._directory / _GRAPH_FILE
@@ -617,20 +783,34 @@ class HnswIndex:
         live = self._writer.execute("SELECT label FROM documents WHERE deleted = 0")
         return all(label in in_graph for (label,) in live)
 
-    def _rebuild_graph(self) -> hnswlib.Index:
+    def _build_graph(self, up_to_seq: int) -> hnswlib.Index:
+        """A new graph of the rows live with seq <= `up_to_seq`, sized for the live count plus headroom.
+
+        Rows are read in label order, one short read per batch: a read transaction held for the whole build
+        would keep every checkpoint waiting, and writes with them. A row changed during the build has a later
+        sequence, so whoever replays the sequences after `up_to_seq` brings it up to date.
+        """
         graph = hnswlib.Index(space=self._space, dim=self._dim)
         graph.init_index(
-            max_elements=max(self._initial_capacity, self._live_count),
+            max_elements=max(self._initial_capacity, int(self._live_count * _GRAPH_HEADROOM)),
             M=self._m,
             ef_construction=self._ef_construction,
         )
         graph.set_ef(self._ef_search)
-        rows = self._writer.execute("SELECT label, vector FROM documents WHERE deleted = 0")
-        while batch := rows.fetchmany(_EXACT_BATCH):
+        after = -1
+        while True:
+            with self._reading() as conn:
+                batch = conn.execute(
+                    "SELECT label, vector FROM documents WHERE deleted = 0 AND seq <= ? AND label > ?"
+                    " ORDER BY label LIMIT ?",
+                    (up_to_seq, after, _EXACT_BATCH),
+                ).fetchall()
+            if not batch:
+                return graph
             _add_to_graph(
                 graph, [label for label, _ in batch], [np.frombuffer(v, np.float32) for _, v in batch]
             )
-        return graph
+            after = batch[-1][0]
 
     def _checked_vector(self, vector: Vector, what: str) -> Vector:
         array = np.ascontiguousarray(vector, dtype=np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
@@ -10,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import Hit, Metadata, Vector
+from proxy.core.tracing import NOOP_TRACER, Tracer
 
 
 @dataclass(frozen=True)
@@ -35,24 +37,35 @@ class LegResult:
         return not self.error
 
 
-def run_leg(leg: LegRequest) -> LegResult:
-    started = time.perf_counter()
-    vector = leg.vector if leg.vector is not None else leg.binding.embedder.embed([leg.text])[0]
-    hits = leg.binding.index.search(vector, leg.k, leg.where)
+def run_leg(leg: LegRequest, tracer: Tracer = NOOP_TRACER) -> LegResult:
+    with tracer.span("switchyard.leg", {"index": leg.binding.name, "model": leg.binding.model}) as span:
+        started = time.perf_counter()
+        try:
+            vector = leg.vector if leg.vector is not None else leg.binding.embedder.embed_query([leg.text])[0]
+            hits = leg.binding.index.search(vector, leg.k, leg.where)
+        except Exception as exc:
+            span.set_attribute("error", f"{type(exc).__name__}: {exc}")
+            raise
+        latency = time.perf_counter() - started
+        span.set_attribute("hits", len(hits))
+        span.set_attribute("latency_ms", latency * 1000)
     tagged = tuple(_tag(hit, leg.binding) for hit in hits)
-    return LegResult(leg.binding.name, leg.binding.model, tagged, time.perf_counter() - started)
+    return LegResult(leg.binding.name, leg.binding.model, tagged, latency)
 
 
-def fan_out(legs: Sequence[LegRequest], executor: Executor, timeout_s: float) -> list[LegResult]:
+def fan_out(
+    legs: Sequence[LegRequest], executor: Executor, timeout_s: float, tracer: Tracer = NOOP_TRACER
+) -> list[LegResult]:
     """One result per leg, in order; a leg that raises or misses the deadline comes back with `error` set.
 
     A single leg runs on the calling thread: there is nothing to overlap, and a hop to the pool would only
     add latency to the common no-migration path.
     """
     if len(legs) == 1:
-        return [_run_guarded(legs[0])]
+        return [_run_guarded(legs[0], tracer)]
     started = time.monotonic()
-    futures = [executor.submit(run_leg, leg) for leg in legs]
+    # Each leg runs in a copy of the caller's context, so its span is a child of the query's span.
+    futures = [executor.submit(contextvars.copy_context().run, run_leg, leg, tracer) for leg in legs]
     return [_collect(f, leg, started + timeout_s) for f, leg in zip(futures, legs, strict=True)]
 
 
@@ -66,9 +79,9 @@ def _collect(future: Future[LegResult], leg: LegRequest, deadline: float) -> Leg
         return _failed(leg, f"{type(exc).__name__}: {exc}")
 
 
-def _run_guarded(leg: LegRequest) -> LegResult:
+def _run_guarded(leg: LegRequest, tracer: Tracer) -> LegResult:
     try:
-        return run_leg(leg)
+        return run_leg(leg, tracer)
     except Exception as exc:  # same contract as the concurrent path
         return _failed(leg, f"{type(exc).__name__}: {exc}")
 

@@ -15,6 +15,7 @@ from proxy.core.merge import ScoreMerger
 from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
 from proxy.core.router import RoutingDecision, route
 from proxy.core.topology import Layout, Topology
+from proxy.core.tracing import NOOP_TRACER, Span, Tracer
 from proxy.core.validation import check_batch_size, check_documents, check_ids, check_k
 from proxy.errors import InvalidArgument, Unavailable
 
@@ -69,8 +70,10 @@ class DocumentRead:
     indexes: tuple[str, ...]
 
 
-ShadowSink = Callable[[LegResult, LegResult, int], None]
-LatencySink = Callable[[float], None]
+ShadowSink = Callable[[LegResult, LegResult, int, float], None]
+"""Gets (served old leg, background new leg, k, coverage when the query ran)."""
+QueryObserver = Callable[["QueryOutcome", float], None]
+"""Sees every answered query and its latency in seconds (throttle, promotion gates, metrics)."""
 
 
 class VectorService:
@@ -83,7 +86,8 @@ class VectorService:
         limits: Limits,
         model_dims: Mapping[str, int],
         shadow_sink: ShadowSink | None = None,
-        latency_sink: LatencySink | None = None,
+        observer: QueryObserver | None = None,
+        tracer: Tracer = NOOP_TRACER,
     ) -> None:
         self._topology = topology
         self._versions = versions
@@ -92,7 +96,8 @@ class VectorService:
         self._limits = limits
         self._dims = dict(model_dims)
         self._shadow_sink = shadow_sink
-        self._latency_sink = latency_sink
+        self._observer = observer
+        self._tracer = tracer
         self._shadow_rate = limits.shadow_sample_rate
         self._random = random.Random()
 
@@ -170,6 +175,12 @@ class VectorService:
         check_ids(ids, "ids")
         layout = self._topology.layout()
         documents = layout.primary.index.get(ids)
+        if layout.secondary is not None and len(documents) < len(ids):
+            # A document retired from the primary (retire_as_you_go) lives on in the secondary.
+            found = {d.id for d in documents}
+            documents += layout.secondary.index.get([i for i in ids if i not in found])
+            order = {doc_id: n for n, doc_id in enumerate(ids)}
+            documents.sort(key=lambda d: order[d.id])
         holders = {b.name: b.index.versions(ids) for b in layout.write_targets}
         reads = [
             DocumentRead(d, tuple(name for name, v in holders.items() if v.get(d.id) == d.version))
@@ -179,10 +190,13 @@ class VectorService:
         return reads, [i for i in ids if i not in found]
 
     def query(self, request: QueryInput) -> QueryOutcome:
-        started = time.perf_counter()
-        outcome = self._query(request)
-        if self._latency_sink is not None:
-            self._latency_sink(time.perf_counter() - started)
+        with self._tracer.span("switchyard.query", {"k": request.k}) as span:
+            started = time.perf_counter()
+            outcome = self._query(request)
+            seconds = time.perf_counter() - started
+            _describe_span(span, outcome)
+        if self._observer is not None:
+            self._observer(outcome, seconds)
         return outcome
 
     def _query(self, request: QueryInput) -> QueryOutcome:
@@ -194,13 +208,13 @@ class VectorService:
         coverage = self._topology.coverage() if layout.migrating else 1.0
         bindings = self._bindings_for(decision.mode, layout, coverage, request)
         legs = [self._leg(b, request) for b in bindings]
-        results = fan_out(legs, self._executor, self._limits.leg_timeout_s)
+        results = fan_out(legs, self._executor, self._limits.leg_timeout_s, self._tracer)
         if not any(r.ok for r in results):
             raise Unavailable(
                 "every index leg failed: " + "; ".join(f"{r.index}: {r.error}" for r in results)
             )
         if decision.mode is RoutingMode.SHADOW and layout.new is not None:
-            self._start_shadow(layout.new, request, results[0])
+            self._start_shadow(layout.new, request, results[0], coverage)
         hits = self._combine(results, legs, layout, request.k)
         failed = tuple(r.index for r in results if not r.ok)
         return QueryOutcome(
@@ -274,8 +288,10 @@ class VectorService:
             if not new.ok:
                 return list(old.hits)[:k]
             uncovered = self._uncovered(old.hits, layout.new)
-        if uncovered:
-            self._topology.record_uncovered([h.id for h in uncovered])
+        if not uncovered:
+            # The new index holds every hit: its own scores need no normalization against anything.
+            return list(new.hits)[:k]
+        self._topology.record_uncovered([h.id for h in uncovered])
         # The old leg contributes only what the new index lacks; normalizing that remainder on its own
         # measured better recall for rank fusion than normalizing the whole old leg (bench/recall.py).
         return self._merger.merge(uncovered, new.hits, k)
@@ -286,7 +302,9 @@ class VectorService:
         held = new.index.versions([h.id for h in old_hits])
         return [h for h in old_hits if held.get(h.id, -1) < h.version]
 
-    def _start_shadow(self, new: IndexBinding, request: QueryInput, served: LegResult) -> None:
+    def _start_shadow(
+        self, new: IndexBinding, request: QueryInput, served: LegResult, coverage: float
+    ) -> None:
         sink = self._shadow_sink
         if sink is None:
             return
@@ -294,9 +312,18 @@ class VectorService:
 
         def run() -> None:
             results = fan_out([leg], self._executor, self._limits.leg_timeout_s)
-            sink(served, results[0], request.k)
+            sink(served, results[0], request.k, coverage)
 
         self._executor.submit(run)
+
+
+def _describe_span(span: Span, outcome: QueryOutcome) -> None:
+    span.set_attribute("path", outcome.served_by.value)
+    span.set_attribute("reason", outcome.reason)
+    span.set_attribute("coverage", outcome.coverage)
+    span.set_attribute("merge_strategy", outcome.merge_strategy)
+    span.set_attribute("degraded", outcome.degraded)
+    span.set_attribute("hits", len(outcome.hits))
 
 
 def _without_text(hit: Hit) -> Hit:

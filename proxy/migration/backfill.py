@@ -105,6 +105,8 @@ class Backfiller:
         self._unthrottled_rate = 0.0
         self.local_reembedded = 0
         """Documents this replica wrote to the target (for proving replicas split the work)."""
+        self.on_moved: Callable[[Sequence[StoredDocument]], None] | None = None
+        """Called with each finished slice batch (the storage policy retires their old copies)."""
 
     # -- plan ------------------------------------------------------------------------------------------
 
@@ -152,6 +154,9 @@ class Backfiller:
         if not ids:
             return 0, 0
         docs = self._needing_reembed(self.source.index.get(ids))
+        # Hot documents go first, but within the same budget: a burst of queries must not turn into a burst
+        # of embedding load on the serving path.
+        self.throttle.wait_for(len(docs))
         written = self._write(docs)
         return len(ids), written
 
@@ -186,6 +191,8 @@ class Backfiller:
             self.store.set_fields(SLICES_KEY, {str(slice_.number): _dump(updated)})
         if finished:
             self.store.release_lease(slice_.lease_name(), self.owner)
+        if self.on_moved is not None:
+            self.on_moved(in_range)
         return StepResult("slice", len(in_range), written)
 
     def _needing_reembed(self, docs: Sequence[StoredDocument]) -> list[StoredDocument]:

@@ -6,14 +6,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from proxy.config import MigrationConfig
 from proxy.core.binding import IndexBinding
-from proxy.core.model import RoutingMode
+from proxy.core.model import RoutingMode, StoredDocument
 from proxy.core.topology import Layout
-from proxy.errors import InvalidArgument
+from proxy.errors import FailedPrecondition, InvalidArgument
 from proxy.migration.backfill import Backfiller, reembed
 from proxy.migration.phases import (
     DUAL_WRITE_PHASES,
@@ -24,6 +24,7 @@ from proxy.migration.phases import (
     resume,
     transition,
 )
+from proxy.migration.retirement import StorageStatus, StorageTracker
 from proxy.migration.state import LAZY_QUEUE, MigrationRecord, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle, LatencyWindow
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 # Phases in which the backfill scans slices; in the others only lazy and repair work runs.
 _SLICE_PHASES = frozenset({Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING})
 _STATE_CACHE_S = 0.5
+RETIRE_LEASE = "retire"
+FLUSH_INTERVAL_S = 30.0
+VALIDATION_KEY = "validation"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class MigrationStatus:
     backfill: BackfillStatus
     coverage: float
     traffic_percent: float
+    storage: StorageStatus
 
 
 class MigrationController:
@@ -72,6 +77,11 @@ class MigrationController:
         new_path: RoutingMode,
         latencies: LatencyWindow,
     ) -> None:
+        self.storage = StorageTracker(
+            old, new, record.store, config.storage_policy, record.store.next_versions
+        )
+        self.periodic: list[Callable[[], None]] = []
+        """Extra work the worker loop runs between batches (promotion checks)."""
         self.config = config
         self.old = old
         self.new = new
@@ -94,6 +104,7 @@ class MigrationController:
             slice_size=config.backfill.slice_size,
             lease_ttl_s=config.backfill.lease_ttl_s,
         )
+        self.backfiller.on_moved = self._retire_moved
         self._cached: tuple[float, MigrationState, float] | None = None
         self._coverage: tuple[float, float] | None = None
         self._progress: deque[tuple[float, int]] = deque(maxlen=30)
@@ -112,14 +123,20 @@ class MigrationController:
         if phase is Phase.CUT_OVER:
             # The old index stays in step so a rollback is instant.
             return Layout(self.new, self.old, self.old, self.new, 100.0, RoutingMode.NEW, RoutingMode.NEW)
-        forced = RoutingMode.OLD if phase is Phase.ROLLED_BACK else None
+        forced = self._rollback_mode() if phase is Phase.ROLLED_BACK else None
         return Layout(self.old, self.new, self.old, self.new, self.traffic_percent(), self._new_path, forced)
+
+    def _rollback_mode(self) -> RoutingMode:
+        # Documents retired from the old index exist only in the new one: a coverage-aware dual answer is
+        # the only one that still finds them.
+        return RoutingMode.DUAL if self.storage.retired_count() else RoutingMode.OLD
 
     def coverage(self) -> float:
         now = time.monotonic()
         if self._coverage is None or now - self._coverage[0] > _STATE_CACHE_S:
-            old_count = self.old.index.count()
-            value = 1.0 if old_count == 0 else min(1.0, self.new.index.count() / old_count)
+            # Retired documents left the old index but are part of the corpus (the new index holds them).
+            corpus = self.old.index.count() + self.storage.retired_count()
+            value = 1.0 if corpus == 0 else min(1.0, self.new.index.count() / corpus)
             self._coverage = (now, value)
         return self._coverage[1]
 
@@ -144,6 +161,7 @@ class MigrationController:
             return self.resume()
         if state.phase in (Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING):
             return state
+        self.storage.start()
         return self._change(Phase.BACKFILLING, "started by operator")
 
     def pause(self) -> MigrationState:
@@ -172,10 +190,21 @@ class MigrationController:
     def traffic_percent(self) -> float:
         return self.record.get_float("traffic_percent", self._default_percent)
 
+    def report_passed(self) -> bool:
+        return self.record.store.get_fields(VALIDATION_KEY).get("passed") == "1"
+
     def _change(self, to: Phase, reason: str, force: bool = False) -> MigrationState:
+        if to is Phase.ROLLED_BACK and not force and self.storage.retired_count():
+            raise FailedPrecondition(
+                f"{self.storage.retired_count()} documents were retired from {self.old.name} "
+                "(storage_policy retire_as_you_go): the old index alone would miss them; force to roll back anyway"
+            )
         coverage = self._exact_coverage()
+        passed = self.report_passed()
         return self._apply(
-            lambda s, at: transition(s, to, coverage=coverage, at=at, reason=reason, force=force)
+            lambda s, at: transition(
+                s, to, coverage=coverage, at=at, reason=reason, force=force, report_passed=passed
+            )
         )
 
     def _apply(self, step) -> MigrationState:  # type: ignore[no-untyped-def]
@@ -225,7 +254,13 @@ class MigrationController:
             complete=self.backfiller.complete(),
         )
         return MigrationStatus(
-            self.old.name, self.new.name, state, backfill, self.coverage(), self.traffic_percent()
+            self.old.name,
+            self.new.name,
+            state,
+            backfill,
+            self.coverage(),
+            self.traffic_percent(),
+            self.storage.sample(),
         )
 
     def _observed_rate(self, done: int) -> float:
@@ -241,10 +276,29 @@ class MigrationController:
     def run_once(self) -> int:
         """One unit of backfill work if the phase allows it; returns the documents processed."""
         phase = self._state().phase
-        if phase not in DUAL_WRITE_PHASES or phase is Phase.PAUSED:
+        if phase in (Phase.PLANNED, Phase.PAUSED):
             return 0
+        if phase is Phase.OLD_RETIRED:
+            return self.storage.drop_batch(self.config.backfill.batch_size * 8)
         result = self.backfiller.step(include_slices=phase in _SLICE_PHASES)
-        return result.processed
+        retired = self._retire() if self._traffic_on_new(phase) else 0
+        return result.processed + retired
+
+    def _traffic_on_new(self, phase: Phase) -> bool:
+        if self.storage.policy != "retire_as_you_go":
+            return False
+        return phase is Phase.CUT_OVER or (phase in _SLICE_PHASES and self.traffic_percent() >= 100.0)
+
+    def _retire_moved(self, docs: Sequence[StoredDocument]) -> None:
+        if self._traffic_on_new(self._state().phase):
+            self.storage.retire(docs)
+
+    def _retire(self) -> int:
+        if not self.record.store.try_lease(RETIRE_LEASE, self.owner, self.config.backfill.lease_ttl_s):
+            return 0
+        retired = self.storage.retire_batch(self.config.backfill.batch_size)
+        self._coverage = None
+        return retired
 
     def start_worker(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="switchyard-backfill", daemon=True)
@@ -255,11 +309,24 @@ class MigrationController:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
+    def _flush_now_and_then(self) -> None:
+        """Saves both graphs every FLUSH_INTERVAL_S: restarts replay less, and storage counts the whole graph."""
+        now = time.monotonic()
+        if now - self._last_flush >= FLUSH_INTERVAL_S:
+            self._last_flush = now
+            self.old.index.flush()
+            self.new.index.flush()
+
     def _loop(self) -> None:
+        self._last_flush = time.monotonic()
         while not self._stop.is_set():
             try:
                 processed = self.run_once()
                 self._observed_rate(self.backfiller.done_and_total()[0])
+                self._flush_now_and_then()
+                self.storage.sample()
+                for job in self.periodic:
+                    job()
             except Exception:
                 # A failing target pauses the work, not the sidecar; the next round retries.
                 log.exception("backfill step failed; retrying in 1s")

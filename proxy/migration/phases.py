@@ -63,7 +63,14 @@ def parse_phase(name: str) -> Phase:
 
 
 def transition(
-    state: MigrationState, to: Phase, *, coverage: float, at: float, reason: str = "", force: bool = False
+    state: MigrationState,
+    to: Phase,
+    *,
+    coverage: float,
+    at: float,
+    reason: str = "",
+    force: bool = False,
+    report_passed: bool = True,
 ) -> MigrationState:
     """The state after moving to `to`, or FailedPrecondition saying why the move is not allowed now."""
     current = state.phase
@@ -78,6 +85,10 @@ def transition(
         raise FailedPrecondition(
             f"{to.value} needs the new index to cover the whole corpus; coverage is {coverage:.1%} "
             "(let the backfill finish, or force the transition)"
+        )
+    if to is Phase.CUT_OVER and not report_passed and not force:
+        raise FailedPrecondition(
+            "cut_over needs a passing validation report: run `switchyard migrate validate` (or force)"
         )
     change = PhaseChange(current, to, at, reason or ("forced" if force else ""))
     paused_from = current if to is Phase.PAUSED else None

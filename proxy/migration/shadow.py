@@ -20,6 +20,7 @@ class ShadowSample:
     new_latency_s: float
     old_ok: bool
     new_ok: bool
+    coverage: float
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class ShadowRecorder:
         self._samples: deque[ShadowSample] = deque(maxlen=window)
         self._lock = threading.Lock()
 
-    def record(self, old: LegResult, new: LegResult, k: int) -> None:
+    def record(self, old: LegResult, new: LegResult, k: int, coverage: float = 1.0) -> None:
         old_ids = [h.id for h in old.hits]
         new_ids = [h.id for h in new.hits]
         both = old.ok and new.ok
@@ -55,13 +56,18 @@ class ShadowRecorder:
             new_latency_s=new.latency_s,
             old_ok=old.ok,
             new_ok=new.ok,
+            coverage=coverage,
         )
         with self._lock:
             self._samples.append(sample)
 
     def summary(self) -> ShadowSummary:
+        """Over the samples taken at the highest coverage seen: agreement with a half-built index says little."""
         with self._lock:
             samples = list(self._samples)
+        if samples:
+            best = max(s.coverage for s in samples)
+            samples = [s for s in samples if s.coverage >= best - 0.01]
         if not samples:
             return ShadowSummary(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         compared = [s for s in samples if s.old_ok and s.new_ok]

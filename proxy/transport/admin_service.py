@@ -13,15 +13,24 @@ from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as pb_grpc
 from proxy.errors import FailedPrecondition
 from proxy.migration.controller import MigrationController, MigrationStatus
+from proxy.migration.promoter import Promoter
+from proxy.migration.validation import Gate, GoldenQuery, report_table
 from proxy.transport.errors import grpc_errors
 
 T = TypeVar("T")
 
 
 class AdminServicer(pb_grpc.AdminServiceServicer):
-    def __init__(self, controller: MigrationController | None, executor: Executor) -> None:
-        self._controller = controller
+    def __init__(self, promoter: Promoter | None, executor: Executor) -> None:
+        self._promoter = promoter
+        self._controller = promoter.controller if promoter else None
         self._executor = executor
+
+    async def _promote(self, fn: Callable[[Promoter], T]) -> T:
+        promoter = self._promoter
+        if promoter is None:
+            raise FailedPrecondition("no migration is configured; add a `migration:` section to the config")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, promoter)
 
     async def _call(self, fn: Callable[[MigrationController], T]) -> T:
         controller = self._controller
@@ -33,7 +42,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def GetMigrationStatus(
         self, request: pb.GetMigrationStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMigrationStatusResponse:
-        return status_to_pb(await self._call(lambda c: c.status()))
+        return await self._promote(lambda p: status_to_pb(p.controller.status(), p))
 
     @grpc_errors
     async def StartMigration(
@@ -77,9 +86,51 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         state = await self._call(lambda c: c.transition(request.to_phase, request.force, request.reason))
         return pb.TransitionMigrationResponse(phase=state.phase.value)
 
+    @grpc_errors
+    async def ValidateMigration(
+        self, request: pb.ValidateMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ValidateMigrationResponse:
+        golden = [GoldenQuery(q.query, dict(q.relevant)) for q in request.golden]
+        report = await self._promote(lambda p: p.validate(golden or None))
+        return pb.ValidateMigrationResponse(
+            passed=report.passed,
+            gates=[_gate(g) for g in report.gates],
+            report_json=report.to_json(),
+            report_text=report_table(report),
+        )
 
-def status_to_pb(status: MigrationStatus) -> pb.GetMigrationStatusResponse:
+    @grpc_errors
+    async def PromoteMigration(
+        self, request: pb.PromoteMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PromoteMigrationResponse:
+        percent = await self._promote(lambda p: p.promote(request.reason or "promoted by operator"))
+        phase = await self._call(lambda c: c.record.load().phase.value)
+        return pb.PromoteMigrationResponse(percent=percent, phase=phase)
+
+    @grpc_errors
+    async def RollbackMigration(
+        self, request: pb.RollbackMigrationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RollbackMigrationResponse:
+        reason = request.reason or "rolled back by operator"
+        state = await self._promote(lambda p: p.rollback(reason, force=request.force))
+        return pb.RollbackMigrationResponse(phase=state.phase.value)
+
+
+def _gate(gate: Gate) -> pb.Gate:
+    return pb.Gate(
+        name=gate.name,
+        value=gate.value or 0.0,
+        has_value=gate.value is not None,
+        threshold=gate.threshold,
+        passed=gate.passed,
+        detail=gate.detail,
+    )
+
+
+def status_to_pb(status: MigrationStatus, promoter: Promoter) -> pb.GetMigrationStatusResponse:
     b = status.backfill
+    s = status.storage
+    promotion = promoter.config.promotion
     return pb.GetMigrationStatusResponse(
         migration_id=f"{status.old_index}->{status.new_index}",
         old_index=status.old_index,
@@ -99,6 +150,21 @@ def status_to_pb(status: MigrationStatus) -> pb.GetMigrationStatusResponse:
         ),
         coverage=status.coverage,
         traffic_percent=status.traffic_percent,
+        storage=pb.StorageStatus(
+            policy=s.policy,
+            old_bytes=s.old_bytes,
+            new_bytes=s.new_bytes,
+            baseline_bytes=s.baseline_bytes,
+            peak_ratio=s.peak_ratio,
+            retired=s.retired,
+        ),
+        promotion=pb.PromotionStatus(
+            auto=promotion.auto,
+            steps=list(promotion.steps),
+            step_started_at_unix=promoter.step_started_at(),
+            events=promoter.events(),
+            last_report_passed=promoter.controller.report_passed(),
+        ),
         history=[
             pb.PhaseChange(
                 from_phase=c.from_phase.value, to_phase=c.to_phase.value, at_unix=c.at, reason=c.reason

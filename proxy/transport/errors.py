@@ -9,7 +9,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from proxy.errors import FailedPrecondition, InvalidArgument, NotFound, SwitchyardError, Unavailable
+from proxy.errors import (
+    ConfigError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SwitchyardError,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +25,8 @@ _CODES: dict[type[SwitchyardError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    # Met while serving (a rejected API key, a mismatched table): the operator must fix the config.
+    ConfigError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 R = TypeVar("R")

@@ -397,3 +397,25 @@ def test_concurrent_searches_and_writes(index_factory: IndexFactory) -> None:
     assert index.count() == 100 + 300 - 75
     assert index.search(vectors[399], k=1)[0].id == "doc-0399"
     assert ids[0] in {hit.id for hit in index.search(vectors[0], k=1)}
+
+
+def test_compact_keeps_live_documents_and_the_version_guard(index_factory: IndexFactory) -> None:
+    index = index_factory()
+    vectors = unit_vectors(40, seed=36)
+    ids = fill(index, vectors)
+    index.delete(ids[:20], version=2)
+    assert 0.0 <= index.dead_fraction() <= 1.0
+    assert isinstance(index.compact(), int)
+    assert 0.0 <= index.dead_fraction() <= 1.0
+    assert index.count() == 20
+    assert [doc.id for doc in index.get(ids)] == ids[20:]
+    assert [doc.id for doc in iter_all(index)] == ids[20:]
+    assert index.versions(ids) == {doc_id: 2 if n < 20 else 1 for n, doc_id in enumerate(ids)}
+    hits = index.search(vectors[0], k=10)
+    assert len(hits) == 10
+    assert {hit.id for hit in hits} <= set(ids[20:])
+    # Tombstones outlive compaction: an older write still cannot bring a deleted document back.
+    assert index.upsert([record(ids[0], 1, vectors[0])]).stale == (ids[0],)
+    assert index.upsert([record(ids[1], 3, vectors[1])]).written == (ids[1],)
+    assert index.search(vectors[1], k=1)[0].id == ids[1]
+    assert index.count() == 21

@@ -46,8 +46,38 @@ class BackfillProgress(_message.Message):
     complete: bool
     def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., throttle_reason: _Optional[str] = ..., rate_limit: _Optional[float] = ..., lazy_queue_depth: _Optional[int] = ..., pending_repairs: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...
 
+class StorageStatus(_message.Message):
+    __slots__ = ("policy", "old_bytes", "new_bytes", "baseline_bytes", "peak_ratio", "retired")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    OLD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NEW_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PEAK_RATIO_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    old_bytes: int
+    new_bytes: int
+    baseline_bytes: int
+    peak_ratio: float
+    retired: int
+    def __init__(self, policy: _Optional[str] = ..., old_bytes: _Optional[int] = ..., new_bytes: _Optional[int] = ..., baseline_bytes: _Optional[int] = ..., peak_ratio: _Optional[float] = ..., retired: _Optional[int] = ...) -> None: ...
+
+class PromotionStatus(_message.Message):
+    __slots__ = ("auto", "steps", "step_started_at_unix", "events", "last_report_passed")
+    AUTO_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    STEP_STARTED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_REPORT_PASSED_FIELD_NUMBER: _ClassVar[int]
+    auto: bool
+    steps: _containers.RepeatedScalarFieldContainer[float]
+    step_started_at_unix: float
+    events: _containers.RepeatedScalarFieldContainer[str]
+    last_report_passed: bool
+    def __init__(self, auto: _Optional[bool] = ..., steps: _Optional[_Iterable[float]] = ..., step_started_at_unix: _Optional[float] = ..., events: _Optional[_Iterable[str]] = ..., last_report_passed: _Optional[bool] = ...) -> None: ...
+
 class GetMigrationStatusResponse(_message.Message):
-    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history")
+    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history", "storage", "promotion")
     MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
     OLD_INDEX_FIELD_NUMBER: _ClassVar[int]
     NEW_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +86,8 @@ class GetMigrationStatusResponse(_message.Message):
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_PERCENT_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    PROMOTION_FIELD_NUMBER: _ClassVar[int]
     migration_id: str
     old_index: str
     new_index: str
@@ -64,7 +96,9 @@ class GetMigrationStatusResponse(_message.Message):
     coverage: float
     traffic_percent: float
     history: _containers.RepeatedCompositeFieldContainer[PhaseChange]
-    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ...) -> None: ...
+    storage: StorageStatus
+    promotion: PromotionStatus
+    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ..., storage: _Optional[_Union[StorageStatus, _Mapping]] = ..., promotion: _Optional[_Union[PromotionStatus, _Mapping]] = ...) -> None: ...
 
 class StartMigrationRequest(_message.Message):
     __slots__ = ()
@@ -131,6 +165,83 @@ class TransitionMigrationRequest(_message.Message):
     def __init__(self, to_phase: _Optional[str] = ..., force: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TransitionMigrationResponse(_message.Message):
+    __slots__ = ("phase",)
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    def __init__(self, phase: _Optional[str] = ...) -> None: ...
+
+class GoldenQuery(_message.Message):
+    __slots__ = ("query", "relevant")
+    class RelevantEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    RELEVANT_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    relevant: _containers.ScalarMap[str, float]
+    def __init__(self, query: _Optional[str] = ..., relevant: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ValidateMigrationRequest(_message.Message):
+    __slots__ = ("golden",)
+    GOLDEN_FIELD_NUMBER: _ClassVar[int]
+    golden: _containers.RepeatedCompositeFieldContainer[GoldenQuery]
+    def __init__(self, golden: _Optional[_Iterable[_Union[GoldenQuery, _Mapping]]] = ...) -> None: ...
+
+class Gate(_message.Message):
+    __slots__ = ("name", "value", "has_value", "threshold", "passed", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    HAS_VALUE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: float
+    has_value: bool
+    threshold: float
+    passed: bool
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., has_value: _Optional[bool] = ..., threshold: _Optional[float] = ..., passed: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ValidateMigrationResponse(_message.Message):
+    __slots__ = ("passed", "gates", "report_json", "report_text")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    GATES_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPORT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    passed: bool
+    gates: _containers.RepeatedCompositeFieldContainer[Gate]
+    report_json: str
+    report_text: str
+    def __init__(self, passed: _Optional[bool] = ..., gates: _Optional[_Iterable[_Union[Gate, _Mapping]]] = ..., report_json: _Optional[str] = ..., report_text: _Optional[str] = ...) -> None: ...
+
+class PromoteMigrationRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class PromoteMigrationResponse(_message.Message):
+    __slots__ = ("percent", "phase")
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    percent: float
+    phase: str
+    def __init__(self, percent: _Optional[float] = ..., phase: _Optional[str] = ...) -> None: ...
+
+class RollbackMigrationRequest(_message.Message):
+    __slots__ = ("reason", "force")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    force: bool
+    def __init__(self, reason: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RollbackMigrationResponse(_message.Message):
     __slots__ = ("phase",)
     PHASE_FIELD_NUMBER: _ClassVar[int]
     phase: str

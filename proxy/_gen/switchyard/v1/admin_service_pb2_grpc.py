@@ -70,6 +70,21 @@ class AdminServiceStub:
                 request_serializer=switchyard_dot_v1_dot_admin__service__pb2.TransitionMigrationRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_admin__service__pb2.TransitionMigrationResponse.FromString,
                 _registered_method=True)
+        self.ValidateMigration = channel.unary_unary(
+                '/switchyard.v1.AdminService/ValidateMigration',
+                request_serializer=switchyard_dot_v1_dot_admin__service__pb2.ValidateMigrationRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__service__pb2.ValidateMigrationResponse.FromString,
+                _registered_method=True)
+        self.PromoteMigration = channel.unary_unary(
+                '/switchyard.v1.AdminService/PromoteMigration',
+                request_serializer=switchyard_dot_v1_dot_admin__service__pb2.PromoteMigrationRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__service__pb2.PromoteMigrationResponse.FromString,
+                _registered_method=True)
+        self.RollbackMigration = channel.unary_unary(
+                '/switchyard.v1.AdminService/RollbackMigration',
+                request_serializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -123,6 +138,27 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateMigration(self, request, context):
+        """Compares the new index with the old one and with exact search; records whether the gates pass.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteMigration(self, request, context):
+        """Moves traffic to the next configured promotion step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackMigration(self, request, context):
+        """Sends all traffic back to the old index and records why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +196,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.TransitionMigration,
                     request_deserializer=switchyard_dot_v1_dot_admin__service__pb2.TransitionMigrationRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_admin__service__pb2.TransitionMigrationResponse.SerializeToString,
+            ),
+            'ValidateMigration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateMigration,
+                    request_deserializer=switchyard_dot_v1_dot_admin__service__pb2.ValidateMigrationRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__service__pb2.ValidateMigrationResponse.SerializeToString,
+            ),
+            'PromoteMigration': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteMigration,
+                    request_deserializer=switchyard_dot_v1_dot_admin__service__pb2.PromoteMigrationRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__service__pb2.PromoteMigrationResponse.SerializeToString,
+            ),
+            'RollbackMigration': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackMigration,
+                    request_deserializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +403,87 @@ class AdminService:
             '/switchyard.v1.AdminService/TransitionMigration',
             switchyard_dot_v1_dot_admin__service__pb2.TransitionMigrationRequest.SerializeToString,
             switchyard_dot_v1_dot_admin__service__pb2.TransitionMigrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateMigration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.AdminService/ValidateMigration',
+            switchyard_dot_v1_dot_admin__service__pb2.ValidateMigrationRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__service__pb2.ValidateMigrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteMigration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.AdminService/PromoteMigration',
+            switchyard_dot_v1_dot_admin__service__pb2.PromoteMigrationRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__service__pb2.PromoteMigrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackMigration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.AdminService/RollbackMigration',
+            switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationResponse.FromString,
             options,
             channel_credentials,
             insecure,

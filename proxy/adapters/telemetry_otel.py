@@ -1,0 +1,196 @@
+"""OpenTelemetry: spans for the query path, metrics on a Prometheus /metrics endpoint and/or OTLP.
+
+Everything here is set up per App (own providers and Prometheus registry, nothing global), so several
+apps in one process (tests) never see each other's data. With tracing off, the core gets the no-op tracer
+and the only per-query cost is one histogram record and one counter add.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import CollectorRegistry, start_http_server
+
+from proxy.core.model import Vector
+from proxy.core.service import QueryOutcome
+from proxy.core.tracing import AttributeValue, Span, Tracer
+from proxy.ports import Embedder
+
+log = logging.getLogger(__name__)
+
+# Buckets in seconds for query latency: sub-millisecond hnswlib searches up to multi-second embedding calls.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+GaugeSource = Callable[[], Mapping[str, float | Mapping[str, float]]]
+"""Returns gauge values by name; a mapping value is one series per label value (e.g. bytes per index)."""
+
+
+class OtelTracer:
+    def __init__(self, provider: TracerProvider) -> None:
+        self._tracer = provider.get_tracer("switchyard")
+
+    @contextmanager
+    def span(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
+        with self._tracer.start_as_current_span(name, attributes=dict(attributes or {})) as span:
+            yield span
+
+
+class TracedEmbedder:
+    """An embedder whose calls show up as `switchyard.embed` spans (model, batch size)."""
+
+    def __init__(self, inner: Embedder, tracer: Tracer) -> None:
+        self._inner = inner
+        self._tracer = tracer
+
+    @property
+    def model(self) -> str:
+        return self._inner.model
+
+    @property
+    def dim(self) -> int:
+        return self._inner.dim
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        with self._tracer.span("switchyard.embed", {"model": self._inner.model, "batch": len(texts)}):
+            return self._inner.embed(texts)
+
+    def embed_query(self, texts: Sequence[str]) -> list[Vector]:
+        attributes = {"model": self._inner.model, "batch": len(texts), "query": True}
+        with self._tracer.span("switchyard.embed", attributes):
+            return self._inner.embed_query(texts)
+
+
+class Telemetry:
+    def __init__(
+        self,
+        service_name: str,
+        *,
+        metrics_listen: str | None,
+        otlp_endpoint: str | None,
+        tracing: bool,
+        span_processors: Sequence[SpanProcessor] = (),
+    ) -> None:
+        resource = Resource.create({"service.name": service_name})
+        self.registry = CollectorRegistry()
+        self._metrics_listen = metrics_listen
+        readers: list[MetricReader] = (
+            [PrometheusMetricReader(registry=self.registry)] if metrics_listen else []
+        )
+        if otlp_endpoint:
+            readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(otlp_endpoint)))
+        self.meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+        self.tracer: Tracer | None = None
+        self.tracer_provider: TracerProvider | None = None
+        if tracing or otlp_endpoint or span_processors:
+            self.tracer_provider = TracerProvider(resource=resource)
+            for processor in span_processors:
+                self.tracer_provider.add_span_processor(processor)
+            if otlp_endpoint:
+                self.tracer_provider.add_span_processor(
+                    BatchSpanProcessor(_otlp_span_exporter(otlp_endpoint))
+                )
+            self.tracer = OtelTracer(self.tracer_provider)
+        meter = self.meter_provider.get_meter("switchyard")
+        self._latency = meter.create_histogram(
+            "switchyard.query.duration",
+            unit="s",
+            description="Query latency by serving path",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self._queries = meter.create_counter(
+            "switchyard.queries", description="Queries by path and merge strategy"
+        )
+        self._failed_legs = meter.create_counter(
+            "switchyard.query.legs_failed", description="Legs failed or timed out"
+        )
+        self._meter = meter
+        self._server: Any = None
+
+    def observe_query(self, outcome: QueryOutcome, seconds: float) -> None:
+        path = outcome.served_by.value
+        self._latency.record(seconds, {"path": path})
+        self._queries.add(
+            1, {"path": path, "merge_strategy": outcome.merge_strategy, "degraded": outcome.degraded}
+        )
+        for index in outcome.failed_legs:
+            self._failed_legs.add(1, {"index": index})
+
+    def watch(self, source: GaugeSource, names: Mapping[str, str], ttl_s: float = 1.0) -> None:
+        """Registers observable gauges read from `source` at scrape time, sharing one read per `ttl_s`."""
+        cached = _Cached(source, ttl_s)
+        for name, description in names.items():
+            self._meter.create_observable_gauge(
+                f"switchyard.{name}", callbacks=[cached.callback(name)], description=description
+            )
+
+    def start_http(self) -> None:
+        """Serves /metrics; a taken port is logged, not fatal: the data plane matters more than its metrics."""
+        if not self._metrics_listen:
+            return
+        host, _, port = self._metrics_listen.rpartition(":")
+        try:
+            self._server, _ = start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)
+            log.info("metrics on http://%s/metrics", self._metrics_listen)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s (telemetry.metrics_listen): %s", self._metrics_listen, exc)
+
+    def shutdown(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+        self.meter_provider.shutdown()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+
+
+class _Cached:
+    def __init__(self, source: GaugeSource, ttl_s: float) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._at = 0.0
+        self._values: Mapping[str, float | Mapping[str, float]] = {}
+
+    def callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            value = self._read().get(name)
+            if value is None:
+                return []
+            if isinstance(value, Mapping):
+                return [Observation(v, {"index": label}) for label, v in value.items()]
+            return [Observation(value)]
+
+        return observe
+
+    def _read(self) -> Mapping[str, float | Mapping[str, float]]:
+        with self._lock:
+            if time.monotonic() - self._at > self._ttl_s:
+                try:
+                    self._values = self._source()
+                except Exception:  # a scrape must not fail because state is briefly unreachable
+                    log.warning("telemetry gauges: reading the migration status failed", exc_info=True)
+                self._at = time.monotonic()
+            return self._values
+
+
+def _otlp_span_exporter(endpoint: str) -> Any:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+
+
+def _otlp_metric_exporter(endpoint: str) -> Any:
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
