@@ -34,13 +34,17 @@ def _admin(args: argparse.Namespace) -> int:
 
 def _add_migrate(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     migrate = commands.add_parser("migrate", help="drive the migration of a running sidecar")
-    migrate.add_argument("--target", default="127.0.0.1:50051", help="sidecar (or its admin_listen) host:port")
+    migrate.add_argument(
+        "--target", default="127.0.0.1:50051", help="sidecar (or its admin_listen) host:port"
+    )
     migrate.add_argument(
         "--token-env",
         default="SWITCHYARD_ADMIN_TOKEN",
         help="environment variable holding the admin bearer token (used when set)",
     )
-    migrate.add_argument("--tls-ca", help="PEM file of the CA that signed the sidecar's certificate (enables TLS)")
+    migrate.add_argument(
+        "--tls-ca", help="PEM file of the CA that signed the sidecar's certificate (enables TLS)"
+    )
     actions = migrate.add_subparsers(dest="action", required=True)
     status = actions.add_parser("status", help="phase, backfill progress, coverage, split")
     status.add_argument("--watch", action="store_true", help="live progress bar until the backfill completes")
