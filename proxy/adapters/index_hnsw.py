@@ -49,7 +49,7 @@ from typing import Literal, TypeVar
 import hnswlib
 import numpy as np
 
-from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult
+from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
 from proxy.errors import ConfigError
 
 Space = Literal["cosine", "ip"]
@@ -813,13 +813,7 @@ class HnswIndex:
             after = batch[-1][0]
 
     def _checked_vector(self, vector: Vector, what: str) -> Vector:
-        array = np.ascontiguousarray(vector, dtype=np.float32)
-        if array.shape != (self._dim,):
-            got = f"dim {array.shape[0]}" if array.ndim == 1 else f"shape {array.shape}"
-            raise ValueError(f"index {self._name!r} expects vectors of dim {self._dim}, got {got} for {what}")
-        if not np.isfinite(array).all():
-            raise ValueError(f"index {self._name!r}: the vector for {what} has NaN or infinite values")
-        return array
+        return checked_vector(vector, self._dim, self._name, what)
 
 
 def _add_to_graph(graph: hnswlib.Index, labels: list[int], vectors: list[Vector]) -> None:

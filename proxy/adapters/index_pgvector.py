@@ -28,13 +28,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult
+from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
 from proxy.errors import ConfigError, Unavailable
 
 Space = Literal["cosine", "ip"]
@@ -514,13 +513,7 @@ class PgVectorIndex:
             )
 
     def _checked_vector(self, vector: Vector, what: str) -> Vector:
-        array = np.ascontiguousarray(vector, dtype=np.float32)
-        if array.shape != (self._dim,):
-            got = f"dim {array.shape[0]}" if array.ndim == 1 else f"shape {array.shape}"
-            raise ValueError(f"index {self._name!r} expects vectors of dim {self._dim}, got {got} for {what}")
-        if not np.isfinite(array).all():
-            raise ValueError(f"index {self._name!r}: the vector for {what} has NaN or infinite values")
-        return array
+        return checked_vector(vector, self._dim, self._name, what)
 
 
 def _check_table_name(index: str, table: str) -> None:

@@ -10,7 +10,6 @@ survives a reboot.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import threading
 import time
@@ -18,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from proxy.adapters.state_arguments import require_number, require_positive, require_ttl
 from proxy.state_errors import StateUnavailable
 
 _BUSY_TIMEOUT_S = 10.0
@@ -74,7 +74,7 @@ class LocalStateStore:
             self._db.executescript(_SCHEMA)
 
     def next_versions(self, count: int) -> int:
-        _require_positive(count, "count")
+        require_positive(count, "count")
         with self._write() as db:
             last = self._add_to_counter(db, "versions", count)
         return last - count + 1
@@ -124,7 +124,7 @@ class LocalStateStore:
             return [event for (event,) in rows.fetchall()]
 
     def enqueue(self, queue: str, ids: Sequence[str], priority: float) -> int:
-        _require_number(priority)
+        require_number(priority)
         if not ids:
             return 0
         with self._write() as db:
@@ -134,7 +134,7 @@ class LocalStateStore:
             )
 
     def dequeue(self, queue: str, count: int) -> list[str]:
-        _require_positive(count, "count")
+        require_positive(count, "count")
         with self._write() as db:
             rows = db.execute(
                 "SELECT id FROM queue WHERE ns = ? AND queue = ? ORDER BY priority DESC, seq LIMIT ?",
@@ -152,7 +152,7 @@ class LocalStateStore:
             return int(row.fetchone()[0])
 
     def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
-        ttl = _require_ttl(ttl_s)
+        ttl = require_ttl(ttl_s)
         with self._write() as db:
             now = time.time()
             if self._live_owner(db, name, now) not in (None, owner):
@@ -231,20 +231,3 @@ def _unreachable_message(path: Path, error: Exception) -> str:
         f"local state store {path} is unusable ({error}). Check that its directory exists and is writable, "
         "and that no other process holds the file locked for long."
     )
-
-
-def _require_positive(value: int, name: str) -> None:
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-
-
-def _require_number(priority: float) -> None:
-    # NaN has no order: SQLite would store it as NULL and Redis rejects it.
-    if math.isnan(priority):
-        raise ValueError("priority must be a number, got NaN")
-
-
-def _require_ttl(ttl_s: float) -> float:
-    if not ttl_s > 0:
-        raise ValueError(f"ttl_s must be positive, got {ttl_s}")
-    return ttl_s

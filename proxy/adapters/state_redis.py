@@ -20,7 +20,6 @@ Lease expiry runs on the Redis server's clock, the one clock all replicas share.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -30,6 +29,7 @@ import redis
 import redis.exceptions
 from redis.commands.core import Script
 
+from proxy.adapters.state_arguments import require_number, require_positive, require_ttl
 from proxy.state_errors import StateUnavailable
 
 _ADVANCE = """
@@ -110,7 +110,7 @@ class RedisStateStore:
         self._release_lease = self._client.register_script(_RELEASE_LEASE)
 
     def next_versions(self, count: int) -> int:
-        _require_positive(count, "count")
+        require_positive(count, "count")
         with self._reachable():
             last = cast(int, self._client.incrby(self._key("versions"), count))
         return last - count + 1
@@ -142,13 +142,13 @@ class RedisStateStore:
             return cast(list[str], self._client.lrange(self._key("events", key), 0, -1))
 
     def enqueue(self, queue: str, ids: Sequence[str], priority: float) -> int:
-        _require_number(priority)
+        require_number(priority)
         if not ids:
             return 0
         return cast(int, self._run(self._enqueue, self._queue_keys(queue), [repr(-float(priority)), *ids]))
 
     def dequeue(self, queue: str, count: int) -> list[str]:
-        _require_positive(count, "count")
+        require_positive(count, "count")
         return cast(list[str], self._run(self._dequeue, self._queue_keys(queue)[:2], [count]))
 
     def queue_size(self, queue: str) -> int:
@@ -206,18 +206,5 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _require_positive(value: int, name: str) -> None:
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-
-
-def _require_number(priority: float) -> None:
-    # NaN has no order: Redis rejects it and SQLite would store it as NULL.
-    if math.isnan(priority):
-        raise ValueError("priority must be a number, got NaN")
-
-
 def _ttl_ms(ttl_s: float) -> int:
-    if not ttl_s > 0:
-        raise ValueError(f"ttl_s must be positive, got {ttl_s}")
-    return max(1, round(ttl_s * 1000))
+    return max(1, round(require_ttl(ttl_s) * 1000))

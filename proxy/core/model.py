@@ -70,3 +70,14 @@ class DocumentInput:
     metadata: Metadata = field(default_factory=dict)
     vector: Vector | None = None
     vector_model: str = ""
+
+
+def checked_vector(vector: Vector, dim: int, index: str, what: str) -> Vector:
+    """`vector` as contiguous float32 of `dim` finite values, or ValueError: an index must never store less."""
+    array = np.ascontiguousarray(vector, dtype=np.float32)
+    if array.shape != (dim,):
+        got = f"dim {array.shape[0]}" if array.ndim == 1 else f"shape {array.shape}"
+        raise ValueError(f"index {index!r} expects vectors of dim {dim}, got {got} for {what}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"index {index!r}: the vector for {what} has NaN or infinite values")
+    return array
