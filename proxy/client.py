@@ -55,7 +55,13 @@ class SwitchyardClient:
         self.timeout_s = timeout_s
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        grpc.channel_ready_future(self._raw_channel).result(timeout=timeout_s)
+        ready = grpc.channel_ready_future(self._raw_channel)
+        try:
+            ready.result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            # Its polling thread would otherwise outlive a close() and die on the closed channel.
+            ready.cancel()
+            raise
 
     def upsert(self, docs: Sequence[Doc]) -> dict[str, int]:
         response = self.vectors.Upsert(

@@ -281,6 +281,8 @@ class SwitchyardConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> SwitchyardConfig:
+        if "\x00" in str(self.data_dir):
+            raise ValueError("data_dir: contains a NUL character")
         for name, index in self.indexes.items():
             _require(index.model in self.models, f"indexes.{name}.model", index.model, self.models)
         _require(self.serving_index in self.indexes, "serving_index", self.serving_index, self.indexes)
@@ -315,6 +317,8 @@ def load_config(path: Path) -> SwitchyardConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a Switchyard config") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     config = parse_config(raw, str(path))

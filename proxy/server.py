@@ -73,6 +73,7 @@ class App:
             self.telemetry.shutdown()
         if self.controller is not None:
             self.controller.stop_worker()
+        self.service.close()
         for binding in self.bindings.values():
             binding.index.flush()
             binding.index.close()
@@ -253,9 +254,14 @@ async def _start(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_secure_port(listen, _credentials(tls)) if tls else server.add_insecure_port(listen)
+    try:
+        port = server.add_secure_port(listen, _credentials(tls)) if tls else server.add_insecure_port(listen)
+    except RuntimeError:
+        port = 0  # grpc raises for an address it cannot parse, returns 0 for one it cannot bind
     if port == 0:
-        raise OSError(f"cannot listen on {listen}: address in use or invalid")
+        raise ConfigError(
+            f"server.listen / server.admin_listen: cannot listen on {listen!r} (in use or not host:port)"
+        )
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

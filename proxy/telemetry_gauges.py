@@ -15,7 +15,7 @@ GAUGES = {
     "backfill.throttled": "1 while the backfill runs below its limit because query latency is over budget",
     "backfill.rate_limit": "Backfill rate limit in documents per second (0 = unlimited)",
     "lazy_queue.depth": "Documents waiting for lazy re-embedding",
-    "repairs.pending": "Documents waiting to be repaired after a failed write to one side",
+    "repairs.pending": "Dual writes not yet confirmed in their second index (failed or in flight)",
     "traffic.split_percent": "Share of routing keys on the new path",
     "shadow.overlap": "Mean overlap@k of shadow answers with the served ones",
     "shadow.samples": "Shadow comparisons in the recent window",

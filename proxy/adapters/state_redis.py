@@ -20,6 +20,7 @@ Lease expiry runs on the Redis server's clock, the one clock all replicas share.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -108,15 +109,34 @@ class RedisStateStore:
         self._dequeue = self._client.register_script(_DEQUEUE)
         self._try_lease = self._client.register_script(_TRY_LEASE)
         self._release_lease = self._client.register_script(_RELEASE_LEASE)
+        self._issued = 0
+        """Highest version this store handed out or was told the indexes hold: the counter's floor."""
+        self._issued_lock = threading.Lock()
 
     def next_versions(self, count: int) -> int:
         require_positive(count, "count")
+        issued_before = self._issued
+        first = self._reserve(count)
+        if first <= issued_before:
+            # The counter went backwards (Redis restarted without persistence, or from an older snapshot): a
+            # version handed out again would be rejected as stale by the indexes after being acknowledged.
+            self.advance_versions(issued_before)
+            first = self._reserve(count)
+        return first
+
+    def _reserve(self, count: int) -> int:
         with self._reachable():
             last = cast(int, self._client.incrby(self._key("versions"), count))
+        self._note_issued(last)
         return last - count + 1
 
     def advance_versions(self, floor: int) -> None:
         self._run(self._advance, [self._key("versions")], [floor])
+        self._note_issued(floor)
+
+    def _note_issued(self, version: int) -> None:
+        with self._issued_lock:
+            self._issued = max(self._issued, version)
 
     def get_fields(self, key: str) -> dict[str, str]:
         with self._reachable():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
@@ -53,19 +54,54 @@ def run_leg(leg: LegRequest, tracer: Tracer = NOOP_TRACER) -> LegResult:
     return LegResult(leg.binding.name, leg.binding.model, tagged, latency)
 
 
+class LegPools:
+    """A thread pool per index, apart from the pool that runs the requests (a bulkhead).
+
+    A slow or hung index fills only its own pool: the other index's legs still start at once and answer
+    within the deadline, and requests waiting for their legs never hold the threads those legs need.
+    """
+
+    def __init__(self, workers_per_index: int) -> None:
+        self._workers = workers_per_index
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def for_index(self, name: str) -> Executor:
+        with self._lock:
+            pool = self._pools.get(name)
+            if pool is None:
+                pool = ThreadPoolExecutor(self._workers, thread_name_prefix=f"switchyard-leg-{name}")
+                self._pools[name] = pool
+            return pool
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 def fan_out(
-    legs: Sequence[LegRequest], executor: Executor, timeout_s: float, tracer: Tracer = NOOP_TRACER
+    legs: Sequence[LegRequest],
+    pools: LegPools,
+    timeout_s: float,
+    tracer: Tracer = NOOP_TRACER,
+    *,
+    inline: bool = True,
 ) -> list[LegResult]:
     """One result per leg, in order; a leg that raises or misses the deadline comes back with `error` set.
 
-    A single leg runs on the calling thread: there is nothing to overlap, and a hop to the pool would only
-    add latency to the common no-migration path.
+    With `inline`, a single leg runs on the calling thread: there is nothing to overlap or fall back to, and
+    a hop to a pool would only add latency to the common no-migration path.
     """
-    if len(legs) == 1:
+    if len(legs) == 1 and inline:
         return [_run_guarded(legs[0], tracer)]
     started = time.monotonic()
     # Each leg runs in a copy of the caller's context, so its span is a child of the query's span.
-    futures = [executor.submit(contextvars.copy_context().run, run_leg, leg, tracer) for leg in legs]
+    futures = [
+        pools.for_index(leg.binding.name).submit(contextvars.copy_context().run, run_leg, leg, tracer)
+        for leg in legs
+    ]
     return [_collect(f, leg, started + timeout_s) for f, leg in zip(futures, legs, strict=True)]
 
 

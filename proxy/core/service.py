@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 from proxy.core.binding import IndexBinding
-from proxy.core.fanout import LegRequest, LegResult, fan_out
+from proxy.core.fanout import LegPools, LegRequest, LegResult, fan_out
 from proxy.core.merge import ScoreMerger
 from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
 from proxy.core.router import RoutingDecision, route
@@ -35,6 +35,8 @@ class Limits:
     """Uncovered documents a query may move into the new index inline before answering."""
     shadow_sample_rate: float = 0.0
     """Share of old-path queries that also run against the new index in the background."""
+    leg_workers: int = 16
+    """Threads per index for query legs (each index has its own pool: a slow one fills only its own)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class VectorService:
         self._versions = versions
         self._merger = merger
         self._executor = executor
+        """Runs background work (shadow comparisons); query legs run in per-index pools."""
+        self._legs = LegPools(limits.leg_workers)
         self._limits = limits
         self._dims = dict(model_dims)
         self._shadow_sink = shadow_sink
@@ -100,6 +104,10 @@ class VectorService:
         self._tracer = tracer
         self._shadow_rate = limits.shadow_sample_rate
         self._random = random.Random()
+
+    def close(self) -> None:
+        """Stops the leg pools' threads (the pools are this service's own)."""
+        self._legs.shutdown()
 
     def set_merger(self, merger: ScoreMerger) -> None:
         self._merger = merger
@@ -117,8 +125,9 @@ class VectorService:
         versions = [first + i for i in range(len(documents))]
         # Embed for every target before writing anything: an embedder failure must leave no partial write.
         batches = [(b, b.records_for(documents, versions)) for b in layout.write_targets]
-        self._write(batches, [d.id for d in documents], lambda b, recs: b.index.upsert(recs))
-        return {d.id: v for d, v in zip(documents, versions, strict=True)}
+        assigned = {d.id: v for d, v in zip(documents, versions, strict=True)}
+        self._write(batches, assigned, lambda b, recs: b.index.upsert(recs))
+        return assigned
 
     def delete(self, ids: Sequence[str]) -> tuple[dict[str, int], list[str]]:
         """Deletes ids everywhere; returns (deleted id -> tombstone version, ids that did not exist)."""
@@ -128,16 +137,19 @@ class VectorService:
         live = {d.id for d in layout.primary.index.get(ids)}
         version = self._versions(1)
         batches = [(b, None) for b in layout.write_targets]
-        self._write(batches, list(ids), lambda b, _: b.index.delete(ids, version))
+        self._write(batches, dict.fromkeys(ids, version), lambda b, _: b.index.delete(ids, version))
         return {i: version for i in ids if i in live}, [i for i in ids if i not in live]
 
     def _write(
         self,
         batches: Sequence[tuple[IndexBinding, object]],
-        ids: list[str],
+        versions: Mapping[str, int],
         write: Callable[[IndexBinding, object], object],
     ) -> None:
         (primary, primary_payload), *others = batches
+        for binding, _ in others:
+            # Before the primary: a process killed between the two writes still leaves the repair record.
+            self._topology.record_pending(binding.name, versions)
         try:
             write(primary, primary_payload)
         except Exception as exc:
@@ -145,14 +157,10 @@ class VectorService:
                 f"index {primary.name!r} rejected the write: {exc}; nothing was written"
             ) from exc
         for binding, payload in others:
-            self._write_secondary(binding, payload, ids, write)
+            self._write_secondary(binding, payload, write)
 
     def _write_secondary(
-        self,
-        binding: IndexBinding,
-        payload: object,
-        ids: list[str],
-        write: Callable[[IndexBinding, object], object],
+        self, binding: IndexBinding, payload: object, write: Callable[[IndexBinding, object], object]
     ) -> None:
         for attempt in (1, 2):
             try:
@@ -161,8 +169,7 @@ class VectorService:
             except Exception as exc:
                 log.warning("write to %s failed (attempt %d): %s", binding.name, attempt, exc)
                 error = exc
-        # The primary holds the write; the repair queue brings the secondary up to it, so nothing is lost.
-        self._topology.record_unrepaired(binding.name, ids)
+        # The primary holds the write and record_pending queued it: the backfill worker repairs the secondary.
         raise Unavailable(
             f"written to the primary index but index {binding.name!r} failed ({error}); "
             "it is queued for repair and retrying this call is safe"
@@ -208,7 +215,7 @@ class VectorService:
         coverage = self._topology.coverage() if layout.migrating else 1.0
         bindings = self._bindings_for(decision.mode, layout, coverage, request)
         legs = [self._leg(b, request) for b in bindings]
-        results = fan_out(legs, self._executor, self._limits.leg_timeout_s, self._tracer)
+        results = fan_out(legs, self._legs, self._limits.leg_timeout_s, self._tracer)
         if not any(r.ok for r in results):
             raise Unavailable(
                 "every index leg failed: " + "; ".join(f"{r.index}: {r.error}" for r in results)
@@ -284,7 +291,7 @@ class VectorService:
         budget = self._limits.sync_reembed_budget
         if uncovered and budget and self._topology.reembed_now([h.id for h in uncovered[:budget]]):
             # Moved documents now compete on the new index's own scores: search it again.
-            new = fan_out(legs[1:], self._executor, self._limits.leg_timeout_s)[0]
+            new = fan_out(legs[1:], self._legs, self._limits.leg_timeout_s)[0]
             if not new.ok:
                 return list(old.hits)[:k]
             uncovered = self._uncovered(old.hits, layout.new)
@@ -311,7 +318,8 @@ class VectorService:
         leg = self._leg(new, request)
 
         def run() -> None:
-            results = fan_out([leg], self._executor, self._limits.leg_timeout_s)
+            # In the new index's own pool, under the deadline: a slow new index must not hold this thread.
+            results = fan_out([leg], self._legs, self._limits.leg_timeout_s, inline=False)
             sink(served, results[0], request.k, coverage)
 
         self._executor.submit(run)

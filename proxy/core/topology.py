@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,8 +46,12 @@ class Topology(Protocol):
         """Documents a query touched that the new index does not cover yet (lazy re-embed)."""
         ...
 
-    def record_unrepaired(self, index: str, ids: Sequence[str]) -> None:
-        """Documents whose write to `index` failed after the primary took it; they must be repaired."""
+    def record_pending(self, index: str, versions: Mapping[str, int]) -> None:
+        """A write (id -> version) about to go to the primary and then to `index` as a secondary.
+
+        Called before the primary is written, so that a process killed between the two writes, or a failing
+        secondary, leaves a record behind from which `index` is repaired.
+        """
         ...
 
     def reembed_now(self, ids: Sequence[str]) -> int:
@@ -70,7 +74,7 @@ class StaticTopology:
     def record_uncovered(self, ids: Sequence[str]) -> None:
         return None
 
-    def record_unrepaired(self, index: str, ids: Sequence[str]) -> None:
+    def record_pending(self, index: str, versions: Mapping[str, int]) -> None:
         raise AssertionError(f"no secondary index exists to repair ({index})")
 
     def reembed_now(self, ids: Sequence[str]) -> int:

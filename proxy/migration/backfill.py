@@ -3,7 +3,7 @@
 The corpus is cut into id-range slices when the backfill starts. A replica works a slice only while it
 holds that slice's lease, and checkpoints the slice's cursor after every batch, so a killed replica's
 slice is resumed by whoever takes the lease next, from its last finished batch. Hot documents (touched by
-queries) and writes that failed on one side (repairs) are drained ahead of the slices.
+queries) and dual writes not yet confirmed on their secondary index (repairs) are drained ahead of the slices.
 """
 
 from __future__ import annotations
@@ -11,17 +11,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import IndexRecord, StoredDocument, WriteResult
-from proxy.migration.state import LAZY_QUEUE, repair_queue
+from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle
 from proxy.ports import StateStore
 
 SLICES_KEY = "backfill:slices"
 PLAN_LEASE = "backfill:plan"
 PROGRESS_KEY = "backfill:progress"
+# A pending write the primary does not hold yet is looked at again until it is this old; then its write is
+# known to have failed before reaching the primary. Far longer than any primary write takes.
+PENDING_SETTLE_S = 30.0
+REPAIR_ROUNDS = 16
 
 
 @dataclass(frozen=True)
@@ -132,18 +136,24 @@ class Backfiller:
     # -- work ------------------------------------------------------------------------------------------
 
     def step(self, include_slices: bool = True) -> StepResult:
-        """Lazy ids first, then repairs, then the next batch of a slice this replica can lease."""
-        for kind, result in (("lazy", self._drain_lazy), ("repair", self._drain_repairs)):
-            processed, written = result()
-            if processed:
-                return StepResult(kind, processed, written)
+        """Repairs first, then lazy ids, then the next batch of a slice this replica can lease."""
+        # Repairs go first, unthrottled: a secondary missing a write is a consistency gap, and nearly every entry
+        # only confirms a dual write that landed, so they are cheap. Such confirmations must not hold up the
+        # rest of the step, or a steady stream of writes would starve the backfill.
+        checked, repaired = self.drain_repairs()
+        if repaired:
+            return StepResult("repair", checked, repaired)
+        processed, written = self._drain_lazy()
+        if processed:
+            return StepResult("lazy", processed + checked, written)
         if include_slices:
             for slice_ in self.ensure_plan():
                 if not slice_.finished and self.store.try_lease(
                     slice_.lease_name(), self.owner, self.lease_ttl_s
                 ):
-                    return self._slice_batch(slice_)
-        return StepResult("idle", 0, 0)
+                    result = self._slice_batch(slice_)
+                    return replace(result, processed=result.processed + checked)
+        return StepResult("repair", checked, 0) if checked else StepResult("idle", 0, 0)
 
     def complete(self) -> bool:
         slices = self.slices()
@@ -160,18 +170,68 @@ class Backfiller:
         written = self._write(docs)
         return len(ids), written
 
-    def _drain_repairs(self) -> tuple[int, int]:
-        ids = self.store.dequeue(repair_queue(self.target.name), self.batch_size)
-        if not ids:
+    def drain_repairs(self) -> tuple[int, int]:
+        """Checks pending dual writes in both directions (the new index from the old one, the old from the new
+        after cut-over); returns (entries settled, documents written).
+
+        Several batches at a time: the queue takes an entry per written document, and nearly every entry only
+        confirms a write that landed (two version lookups), so one batch per throttled slice batch would fall
+        behind a steady stream of writes.
+        """
+        checked = written = 0
+        for _ in range(REPAIR_ROUNDS):
+            forward, forward_written = self._repair(self.source, self.target)
+            back, back_written = self._repair(self.target, self.source)
+            checked, written = checked + forward + back, written + forward_written + back_written
+            if forward < self.batch_size and back < self.batch_size:
+                break
+        return checked, written
+
+    def _repair(self, primary: IndexBinding, secondary: IndexBinding) -> tuple[int, int]:
+        queue = repair_queue(secondary.name)
+        members = self.store.dequeue(queue, self.batch_size)
+        if not members:
             return 0, 0
-        written = self._write(self.source.index.get(ids))
-        # Ids the source no longer holds were deleted there: carry the tombstone over so they stay gone.
-        source_versions = self.source.index.versions(ids)
-        live = {d.id for d in self.source.index.get(ids)}
-        for doc_id in ids:
-            if doc_id not in live and doc_id in source_versions:
-                self.target.index.delete([doc_id], source_versions[doc_id])
-        return len(ids), written
+        try:
+            waiting, written = self._carry_over(primary, secondary, [PendingWrite.parse(m) for m in members])
+        except Exception:
+            # A failing index must not cost the repairs: they go back to the queue for the next round.
+            self.store.enqueue(queue, members, REPAIR_PRIORITY)
+            raise
+        if waiting:
+            self.store.enqueue(queue, waiting, REPAIR_PRIORITY)
+        return len(members) - len(waiting), written
+
+    def _carry_over(
+        self, primary: IndexBinding, secondary: IndexBinding, pending: Sequence[PendingWrite]
+    ) -> tuple[list[str], int]:
+        """Copies each pending write the primary holds, at its version, to a secondary that lacks it.
+
+        Returns (entries to look at again, documents written).
+        """
+        ids = list(dict.fromkeys(p.id for p in pending))
+        in_primary, in_secondary = primary.index.versions(ids), secondary.index.versions(ids)
+        live = {d.id: d for d in primary.index.get(ids)}
+        copies: dict[str, StoredDocument] = {}
+        tombstones: dict[int, list[str]] = {}
+        waiting: list[str] = []
+        now = time.time()
+        for entry in pending:
+            held = in_primary.get(entry.id, -1)
+            if held < entry.version:
+                # Not in the primary (yet): still being written, or failed before it got there.
+                if now - entry.at < PENDING_SETTLE_S:
+                    waiting.append(entry.member())
+            elif held == entry.version and in_secondary.get(entry.id, -1) < held:
+                if entry.id in live:
+                    copies[entry.id] = live[entry.id]
+                else:
+                    tombstones.setdefault(held, []).append(entry.id)
+            # held > entry.version: a later write superseded it, and that write has its own entry.
+        written = self._write(list(copies.values()), secondary)
+        for version, deleted in tombstones.items():
+            secondary.index.delete(deleted, version)
+        return waiting, written
 
     def _slice_batch(self, slice_: Slice) -> StepResult:
         page = self.source.index.scan(slice_.cursor, self.batch_size)
@@ -200,8 +260,8 @@ class Backfiller:
         held = self.target.index.versions([d.id for d in docs])
         return [d for d in docs if held.get(d.id, -1) < d.version]
 
-    def _write(self, docs: Sequence[StoredDocument]) -> int:
-        result = reembed(docs, self.target)
+    def _write(self, docs: Sequence[StoredDocument], target: IndexBinding | None = None) -> int:
+        result = reembed(docs, target or self.target)
         self.local_reembedded += len(result.written)
         return len(result.written)
 

@@ -6,14 +6,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, replace
 
 from proxy.config import MigrationConfig
 from proxy.core.binding import IndexBinding
 from proxy.core.model import RoutingMode, StoredDocument
 from proxy.core.topology import Layout
-from proxy.errors import FailedPrecondition, InvalidArgument
+from proxy.errors import FailedPrecondition, InvalidArgument, Unavailable
 from proxy.migration.backfill import Backfiller, reembed
 from proxy.migration.phases import (
     DUAL_WRITE_PHASES,
@@ -24,8 +25,8 @@ from proxy.migration.phases import (
     resume,
     transition,
 )
-from proxy.migration.retirement import StorageStatus, StorageTracker
-from proxy.migration.state import LAZY_QUEUE, MigrationRecord, repair_queue
+from proxy.migration.retirement import STORAGE_KEY, StorageStatus, StorageTracker
+from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, MigrationRecord, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle, LatencyWindow
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,20 @@ class BackfillStatus:
     lazy_queue: int
     pending_repairs: int
     complete: bool
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    at: float
+    """time.monotonic() of the read."""
+    state: MigrationState
+    fields: Mapping[str, str]
+    """The shared migration fields as read (traffic_percent, rate_limit, ...)."""
+    retired: int
+
+    def number(self, name: str, default: float) -> float:
+        value = self.fields.get(name)
+        return float(value) if value not in (None, "") else default
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,9 @@ class MigrationController:
             lease_ttl_s=config.backfill.lease_ttl_s,
         )
         self.backfiller.on_moved = self._retire_moved
-        self._cached: tuple[float, MigrationState, float] | None = None
+        self._known: _Snapshot | None = None
+        """The shared state as last read: served for _STATE_CACHE_S, and while the state store is down."""
+        self._last_stale_warning = 0.0
         self._coverage: tuple[float, float] | None = None
         self._progress: deque[tuple[float, int]] = deque(maxlen=30)
         self._stop = threading.Event()
@@ -114,8 +131,8 @@ class MigrationController:
     # -- Topology ------------------------------------------------------------------------------------
 
     def layout(self) -> Layout:
-        state = self._state()
-        phase = state.phase
+        known = self._snapshot()
+        phase = known.state.phase
         if phase is Phase.PLANNED:
             return Layout(primary=self.old)
         if phase is Phase.OLD_RETIRED:
@@ -123,30 +140,41 @@ class MigrationController:
         if phase is Phase.CUT_OVER:
             # The old index stays in step so a rollback is instant.
             return Layout(self.new, self.old, self.old, self.new, 100.0, RoutingMode.NEW, RoutingMode.NEW)
-        forced = self._rollback_mode() if phase is Phase.ROLLED_BACK else None
-        return Layout(self.old, self.new, self.old, self.new, self.traffic_percent(), self._new_path, forced)
-
-    def _rollback_mode(self) -> RoutingMode:
         # Documents retired from the old index exist only in the new one: a coverage-aware dual answer is
         # the only one that still finds them.
-        return RoutingMode.DUAL if self.storage.retired_count() else RoutingMode.OLD
+        rollback_mode = RoutingMode.DUAL if known.retired else RoutingMode.OLD
+        forced = rollback_mode if phase is Phase.ROLLED_BACK else None
+        split = known.number("traffic_percent", self._default_percent)
+        return Layout(self.old, self.new, self.old, self.new, split, self._new_path, forced)
 
     def coverage(self) -> float:
         now = time.monotonic()
         if self._coverage is None or now - self._coverage[0] > _STATE_CACHE_S:
-            # Retired documents left the old index but are part of the corpus (the new index holds them).
-            corpus = self.old.index.count() + self.storage.retired_count()
-            value = 1.0 if corpus == 0 else min(1.0, self.new.index.count() / corpus)
-            self._coverage = (now, value)
+            self._coverage = (now, self._measure_coverage())
         return self._coverage[1]
 
+    def _measure_coverage(self) -> float:
+        try:
+            retired = self.storage.retired_count()
+        except Unavailable:
+            if self._coverage is None:
+                raise
+            return self._coverage[1]  # the state store is down: the last measurement stands
+        # Retired documents left the old index but are part of the corpus (the new index holds them).
+        corpus = self.old.index.count() + retired
+        return 1.0 if corpus == 0 else min(1.0, self.new.index.count() / corpus)
+
     def record_uncovered(self, ids: Sequence[str]) -> None:
-        if self.config.lazy.enabled and self._state().phase in DUAL_WRITE_PHASES:
+        if not self.config.lazy.enabled or self._state().phase not in DUAL_WRITE_PHASES:
+            return
+        # Lazy moves only speed the migration up: a query must not fail because the queue is unreachable.
+        with suppress(Unavailable):
             # Most recently touched first: the documents queries hit now are the ones worth moving now.
             self.record.store.enqueue(LAZY_QUEUE, ids, time.time())
 
-    def record_unrepaired(self, index: str, ids: Sequence[str]) -> None:
-        self.record.store.enqueue(repair_queue(index), ids, time.time())
+    def record_pending(self, index: str, versions: Mapping[str, int]) -> None:
+        members = PendingWrite.members(versions, time.time())
+        self.record.store.enqueue(repair_queue(index), members, REPAIR_PRIORITY)
 
     def reembed_now(self, ids: Sequence[str]) -> int:
         if self._state().phase not in DUAL_WRITE_PHASES:
@@ -156,7 +184,7 @@ class MigrationController:
     # -- operator commands ---------------------------------------------------------------------------
 
     def start(self) -> MigrationState:
-        state = self.record.load()
+        state = self._snapshot(fresh=True).state
         if state.phase is Phase.PAUSED:
             return self.resume()
         if state.phase in (Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING):
@@ -184,7 +212,7 @@ class MigrationController:
         if not 0.0 <= percent <= 100.0:
             raise InvalidArgument(f"percent must be between 0 and 100, got {percent}")
         self.record.set_float("traffic_percent", percent)
-        self._cached = None
+        self._expire()
         return percent
 
     def traffic_percent(self) -> float:
@@ -208,8 +236,9 @@ class MigrationController:
         )
 
     def _apply(self, step) -> MigrationState:  # type: ignore[no-untyped-def]
+        self._snapshot(fresh=True)  # a store that lost its state gets it back before it is changed
         state = self.record.change(step)
-        self._cached = None
+        self._expire()
         log.info("migration phase -> %s", state.phase.value)
         return state
 
@@ -220,20 +249,64 @@ class MigrationController:
         return min(self.coverage(), 0.999999)
 
     def _state(self) -> MigrationState:
+        return self._snapshot().state
+
+    def _snapshot(self, fresh: bool = False) -> _Snapshot:
+        """The shared state, read at most every _STATE_CACHE_S; while the store is unreachable, the last
+        one read (queries keep their layout and split), unless `fresh` asks for the store's own answer."""
         now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > _STATE_CACHE_S:
-            self._cached = (now, self.record.load(), self.record.get_float("rate_limit", -1.0))
-            shared_rate = self._cached[2]
-            if shared_rate >= 0:
-                self.throttle.rate_limit = shared_rate
-        return self._cached[1]
+        known = self._known
+        if known is not None and not fresh and now - known.at <= _STATE_CACHE_S:
+            return known
+        try:
+            snapshot = self._read_snapshot(now, known)
+        except Unavailable as exc:
+            if known is None or fresh:
+                raise
+            self._warn_stale(now, exc)
+            self._known = replace(known, at=now)  # retried after another _STATE_CACHE_S, not per query
+            return self._known
+        self._known = snapshot
+        shared_rate = snapshot.number("rate_limit", -1.0)
+        if shared_rate >= 0:
+            self.throttle.rate_limit = shared_rate
+        return snapshot
+
+    def _read_snapshot(self, now: float, known: _Snapshot | None) -> _Snapshot:
+        state, fields = self.record.snapshot()
+        if "phase" not in fields and known is not None and known.state.phase is not Phase.PLANNED:
+            self._restore(known)
+            state, fields = self.record.snapshot()
+        return _Snapshot(now, state, fields, self.storage.retired_count())
+
+    def _restore(self, known: _Snapshot) -> None:
+        """The store came back without the migration (Redis restarted without persistence): without its
+        phase every replica would fall back to `planned` and stop dual writes, so the phase, split and rate
+        this replica last saw are written back. Slices and leases are gone too: the backfill plans again,
+        and its scan skips what the new index already holds."""
+        values = {k: v for k, v in known.fields.items() if k in ("traffic_percent", "rate_limit")}
+        reason = "state store lost the migration state; restored from a replica's memory"
+        if self.record.restore(known.state, values, reason):
+            log.warning("%s: phase %s, %s", reason, known.state.phase.value, values or "default split")
+            retired = max(known.retired, self.storage.retired_count())
+            self.record.store.set_fields(STORAGE_KEY, {"retired": str(retired)})
+        # The version counter is gone as well: new versions must stay above every one the indexes hold.
+        self.record.store.advance_versions(max(self.old.index.max_version(), self.new.index.max_version()))
+
+    def _warn_stale(self, now: float, error: Exception) -> None:
+        if now - self._last_stale_warning > 10.0:
+            self._last_stale_warning = now
+            log.warning("state store unreachable; serving the last known migration state: %s", error)
+
+    def _expire(self) -> None:
+        if self._known is not None:
+            self._known = replace(self._known, at=float("-inf"))
 
     # -- status --------------------------------------------------------------------------------------
 
     def status(self) -> MigrationStatus:
-        self._cached = None
         self._coverage = None
-        state = self._state()
+        state = self._snapshot(fresh=True).state
         done, total = self.backfiller.done_and_total()
         rate = self._observed_rate(done)
         remaining = max(0, total - done)
@@ -276,8 +349,11 @@ class MigrationController:
     def run_once(self) -> int:
         """One unit of backfill work if the phase allows it; returns the documents processed."""
         phase = self._state().phase
-        if phase in (Phase.PLANNED, Phase.PAUSED):
+        if phase is Phase.PLANNED:
             return 0
+        if phase is Phase.PAUSED:
+            # Dual writes go on while paused; their repair entries must not pile up until the resume.
+            return self.backfiller.drain_repairs()[0]
         if phase is Phase.OLD_RETIRED:
             return self.storage.drop_batch(self.config.backfill.batch_size * 8)
         result = self.backfiller.step(include_slices=phase in _SLICE_PHASES)
@@ -327,6 +403,11 @@ class MigrationController:
                 self.storage.sample()
                 for job in self.periodic:
                     job()
+            except Unavailable as exc:
+                # The state store or an index is down: known, and the message says which; no traceback.
+                log.warning("backfill step failed: %s; retrying in 1s", exc)
+                processed = 0
+                self._stop.wait(1.0)
             except Exception:
                 # A failing target pauses the work, not the sidecar; the next round retries.
                 log.exception("backfill step failed; retrying in 1s")

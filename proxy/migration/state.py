@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from proxy.errors import FailedPrecondition
 from proxy.migration.phases import MigrationState, Phase, PhaseChange
@@ -15,8 +16,42 @@ HISTORY_KEY = "migration:history"
 LAZY_QUEUE = "lazy"
 
 
+# Every entry of a repair queue has this priority: entries are taken first in, first out.
+REPAIR_PRIORITY = 0.0
+
+
 def repair_queue(index: str) -> str:
+    """Writes to `index` as the secondary that are not known to have landed there (see PendingWrite)."""
     return f"repair:{index}"
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """One id of a dual write, queued for its secondary index before the primary is written.
+
+    A process killed between the primary's and the secondary's write, or a secondary that fails, leaves the
+    entry behind, and the backfill worker brings the secondary up to the primary. The version makes the
+    repair exact: only the write that carried it is carried over, never an unrelated tombstone (a retired
+    old copy) or a later write (it has its own entry).
+    """
+
+    id: str
+    version: int
+    at: float
+    """Wall-clock time of queueing: an entry whose write has not reached the primary yet is young."""
+
+    def member(self) -> str:
+        # The id goes last: it may itself contain the separator.
+        return f"{self.version}|{self.at:.3f}|{self.id}"
+
+    @staticmethod
+    def parse(member: str) -> PendingWrite:
+        version, at, doc_id = member.split("|", 2)
+        return PendingWrite(doc_id, int(version), float(at))
+
+    @staticmethod
+    def members(versions: Mapping[str, int], at: float) -> list[str]:
+        return [PendingWrite(doc_id, version, at).member() for doc_id, version in versions.items()]
 
 
 class MigrationRecord:
@@ -27,11 +62,32 @@ class MigrationRecord:
         self._clock = clock
 
     def load(self) -> MigrationState:
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[MigrationState, dict[str, str]]:
+        """The state and the raw shared fields (split, rate; no `phase` field: never started, or lost)."""
         fields = self.store.get_fields(MIGRATION_KEY)
         phase = Phase(fields.get("phase", Phase.PLANNED.value))
         paused_from = Phase(fields["paused_from"]) if fields.get("paused_from") else None
         history = tuple(_change(json.loads(e)) for e in self.store.events(HISTORY_KEY))
-        return MigrationState(phase, paused_from, history)
+        return MigrationState(phase, paused_from, history), fields
+
+    def restore(self, state: MigrationState, values: Mapping[str, str], reason: str) -> bool:
+        """Writes a state a replica remembers back into a store that lost it (Redis restarted empty).
+
+        Returns False when the store holds a phase again (another replica restored it first).
+        """
+        if not self.store.compare_and_set_field(MIGRATION_KEY, "phase", None, state.phase.value):
+            return False
+        paused_from = state.paused_from.value if state.paused_from else ""
+        # A field set since the loss (an operator's new split) is newer than the remembered one.
+        present = self.store.get_fields(MIGRATION_KEY)
+        missing = {k: v for k, v in {**values, "paused_from": paused_from}.items() if k not in present}
+        self.store.set_fields(MIGRATION_KEY, missing)
+        restored = PhaseChange(state.phase, state.phase, self._clock(), reason)
+        for change in (*state.history, restored):
+            self.store.append_event(HISTORY_KEY, json.dumps(_as_dict(change)))
+        return True
 
     def change(self, step: Callable[[MigrationState, float], MigrationState]) -> MigrationState:
         """Applies a transition; fails if another replica changed the phase in between."""
