@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +53,7 @@ class _FixedLayout:
     def record_uncovered(self, ids: Sequence[str]) -> None:
         return None
 
-    def record_unrepaired(self, index: str, ids: Sequence[str]) -> None:
+    def record_pending(self, index: str, versions: Mapping[str, int]) -> None:
         return None
 
     def reembed_now(self, ids: Sequence[str]) -> int:
@@ -82,9 +82,12 @@ def recall_table(
     coverages: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
     strategies: Sequence[str] = MERGE_STRATEGIES,
     seed: int = 3,
+    corpus: Sequence[CorpusDoc] | None = None,
+    queries: Sequence[str] | None = None,
 ) -> list[RecallRow]:
-    corpus = synthetic_corpus(corpus_size)
-    queries = synthetic_queries(query_count)
+    """`corpus` and `queries` default to the synthetic ones of `corpus_size` and `query_count`."""
+    corpus = list(corpus) if corpus is not None else synthetic_corpus(corpus_size)
+    queries = list(queries) if queries is not None else synthetic_queries(query_count)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(8) as pool:
         root = Path(tmp)
@@ -139,8 +142,21 @@ def format_table(rows: Sequence[RecallRow]) -> str:
     return "\n".join(lines)
 
 
+def real_model_table() -> list[RecallRow]:
+    """The same table with all-MiniLM-L6-v2 as the old model and multilingual-e5-small as the new one, on
+    the real-sentence corpus (needs switchyard[models])."""
+    from proxy.adapters.embed_local import E5SmallEmbedder, MiniLMEmbedder
+    from proxy.real_corpus import real_corpus, real_queries
+
+    return recall_table(MiniLMEmbedder(), E5SmallEmbedder(), corpus=real_corpus(), queries=real_queries(96))
+
+
 if __name__ == "__main__":
+    import sys
+
     from proxy.adapters.embed_hashing import HashingEmbedder
 
-    table = recall_table(HashingEmbedder("hash-a", 128, 1), HashingEmbedder("hash-b", 128, 2))
-    print(format_table(table))
+    if "--real-models" in sys.argv:
+        print(format_table(real_model_table()))
+    else:
+        print(format_table(recall_table(HashingEmbedder("hash-a", 384, 1), HashingEmbedder("hash-b", 384, 2))))

@@ -115,6 +115,38 @@ def _add_plan(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     plan.set_defaults(func=run)
 
 
+def _add_bench(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def run(args: argparse.Namespace) -> int:
+        # bench/ lives in the source tree beside proxy/, not in the installed package.
+        root = Path(__file__).resolve().parents[1]
+        if (root / "bench").is_dir() and str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        from bench.cli import run_bench_command
+
+        return run_bench_command(args)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure overhead, fan-out, backfill, recall, storage and scale; write BENCHMARKS.md/json",
+    )
+    bench.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not a measurement")
+    bench.add_argument(
+        "--scales", help="corpus sizes of the scale section (default 10000,100000,1000000; --quick: 1000)"
+    )
+    bench.add_argument(
+        "--sections", help="comma-separated subset of: overhead,fanout,backfill,recall,storage,scale"
+    )
+    bench.add_argument(
+        "--real-model",
+        choices=["e5-small", "minilm", "none"],
+        default="e5-small",
+        help="real model for the backfill section, if the models extra is installed",
+    )
+    bench.add_argument("--out-dir", default=".", help="where BENCHMARKS.md and BENCHMARKS.json are written")
+    bench.add_argument("--workdir", help="scratch dir for the indexes (default: a temp dir, removed after)")
+    bench.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -138,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     _add_migrate(commands)
     _add_plan(commands)
+    _add_bench(commands)
     return parser
 
 

@@ -1,0 +1,90 @@
+"""Sizes and durations of one benchmark run: `--quick` for a smoke test, the default for the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+SECTIONS = ("overhead", "fanout", "backfill", "recall", "storage", "scale")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    quick: bool
+    corpus: int
+    """Documents in the base corpus of the overhead, fan-out, backfill and storage sections."""
+    dim: int
+    query_pool: int
+    """Distinct query vectors / texts, cycled by the load generator."""
+    rounds: int
+    """Measurements alternate between the compared setups this many times, to spread machine noise."""
+    round_s: float
+    concurrency: tuple[int, ...]
+    max_requests: int
+    """Cap per measurement phase, next to its time bound."""
+    warmup: int
+    """Requests per phase sent before timing starts (connection set-up, caches)."""
+    throttle_clients: int
+    throttle_rounds: int
+    """Idle/busy pairs of the throttled-backfill measurement."""
+    latency_budget_ms: float
+    real_model: str | None
+    model_docs: int
+    model_batch: int
+    backfill_batch: int
+    recall_corpus: int
+    recall_queries: int
+    scales: tuple[int, ...]
+    large_dim: int
+    """Dimension for scales above `large_threshold` (to keep the load time sane)."""
+    large_threshold: int
+    scale_backfill_window_s: float
+    sections: tuple[str, ...] = SECTIONS
+
+    def scale_dim(self, size: int) -> int:
+        return self.large_dim if size > self.large_threshold else self.dim
+
+
+FULL = BenchSettings(
+    quick=False,
+    corpus=10_000,
+    dim=384,
+    query_pool=500,
+    rounds=4,
+    round_s=2.5,
+    concurrency=(1, 32),
+    max_requests=100_000,
+    warmup=20,
+    throttle_clients=4,
+    throttle_rounds=2,
+    latency_budget_ms=5.0,
+    real_model="e5-small",
+    model_docs=320,
+    model_batch=32,
+    backfill_batch=256,
+    recall_corpus=5_000,
+    recall_queries=200,
+    scales=(10_000, 100_000, 1_000_000),
+    large_dim=64,
+    large_threshold=100_000,
+    scale_backfill_window_s=10.0,
+)
+
+QUICK = replace(
+    FULL,
+    quick=True,
+    corpus=300,
+    query_pool=50,
+    rounds=1,
+    round_s=0.4,
+    concurrency=(1, 4),
+    max_requests=2_000,
+    warmup=5,
+    throttle_rounds=1,
+    model_docs=16,
+    model_batch=8,
+    recall_corpus=300,
+    recall_queries=20,
+    scales=(1_000,),
+    large_threshold=0,
+    scale_backfill_window_s=1.0,
+)
