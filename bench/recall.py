@@ -159,4 +159,6 @@ if __name__ == "__main__":
     if "--real-models" in sys.argv:
         print(format_table(real_model_table()))
     else:
-        print(format_table(recall_table(HashingEmbedder("hash-a", 384, 1), HashingEmbedder("hash-b", 384, 2))))
+        print(
+            format_table(recall_table(HashingEmbedder("hash-a", 384, 1), HashingEmbedder("hash-b", 384, 2)))
+        )
