@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import Hit, Metadata, Vector
@@ -127,4 +127,6 @@ def _failed(leg: LegRequest, error: str) -> LegResult:
 
 
 def _tag(hit: Hit, binding: IndexBinding) -> Hit:
-    return replace(hit, index=binding.name, model=binding.model, raw_score=hit.score)
+    # The constructor, not dataclasses.replace: this runs for every hit of every query, and replace costs
+    # about ten times as much.
+    return Hit(hit.id, hit.score, hit.version, hit.metadata, hit.text, binding.name, binding.model, hit.score)

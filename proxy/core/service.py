@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from proxy.core.binding import IndexBinding
 from proxy.core.fanout import LegPools, LegRequest, LegResult, fan_out
@@ -335,4 +335,6 @@ def _describe_span(span: Span, outcome: QueryOutcome) -> None:
 
 
 def _without_text(hit: Hit) -> Hit:
-    return replace(hit, text="") if hit.text else hit
+    if not hit.text:
+        return hit
+    return Hit(hit.id, hit.score, hit.version, hit.metadata, "", hit.index, hit.model, hit.raw_score)
