@@ -112,6 +112,8 @@ class HnswParams(_Strict):
     ef_construction: Annotated[int, Field(ge=1)] = 200
     ef_search: Annotated[int, Field(ge=1)] = 64
     initial_capacity: Annotated[int, Field(ge=1)] = 1024
+    row_cache: Annotated[int, Field(ge=0)] = 100_000
+    """Rows (id, version, metadata) of recently returned documents kept in memory; 0 turns it off."""
 
 
 class PgVectorParams(_Strict):

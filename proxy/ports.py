@@ -58,11 +58,19 @@ class VectorIndex(Protocol):
         """Latest version per id, live or tombstoned; ids never seen are absent."""
         ...
 
-    def search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
-        """Approximate top-k live documents by similarity, best first, matching every `where` pair."""
+    def search(
+        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+    ) -> list[Hit]:
+        """Approximate top-k live documents by similarity, best first, matching every `where` pair.
+
+        Hits carry the document text only with `include_text`; without it `text` is empty, which spares the
+        index reading texts nobody asked for.
+        """
         ...
 
-    def exact_search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+    def exact_search(
+        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+    ) -> list[Hit]:
         """Exact (brute-force) top-k, for validating the approximate search."""
         ...
 

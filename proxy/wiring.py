@@ -75,6 +75,7 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
         ef_construction=params.ef_construction,
         ef_search=params.ef_search,
         initial_capacity=params.initial_capacity,
+        row_cache=params.row_cache,
     )
 
 

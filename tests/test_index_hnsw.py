@@ -637,3 +637,47 @@ def test_graph_build_for_compaction_does_not_hold_back_checkpoints(
         assert index.count() == 21
     finally:
         index.close()
+
+
+def test_row_cache_never_keeps_a_version_older_than_the_last_write(tmp_path: Path) -> None:
+    # Searches fill the row cache while writers rewrite the same documents; once the writers stop, every
+    # search must see the last version of every document (a row read before a commit and cached after it
+    # would stay stale for good).
+    index = HnswIndex("cache", DIM, tmp_path)
+    vectors = unit_vectors(40, seed=31)
+    ids = doc_ids(40)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def search_loop(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                index.search(vectors[rng.integers(40)], k=10)
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            errors.append(exc)
+
+    readers = [threading.Thread(target=search_loop, args=(s,)) for s in range(3)]
+    for reader in readers:
+        reader.start()
+    for version in range(2, 60):
+        index.upsert([record(i, version, v, {"v": str(version)}) for i, v in zip(ids, vectors, strict=True)])
+    stop.set()
+    for reader in readers:
+        reader.join()
+    assert not errors
+    for vector in vectors:
+        assert {(h.version, h.metadata["v"]) for h in index.search(vector, k=10)} == {(59, "59")}
+    index.close()
+
+
+def test_row_cache_is_bounded_and_can_be_turned_off(tmp_path: Path) -> None:
+    vectors = unit_vectors(50, seed=32)
+    for size in (0, 5):
+        index = HnswIndex(f"cache-{size}", DIM, tmp_path / str(size), row_cache=size)
+        index.upsert([record(i, 1, v) for i, v in zip(doc_ids(50), vectors, strict=True)])
+        for vector in vectors:
+            assert len(index.search(vector, k=10)) == 10
+        assert len(index._rows) == size
+        index.close()

@@ -40,8 +40,9 @@ import os
 import sqlite3
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -78,6 +79,8 @@ _COLUMNS = "id, label, version, deleted, text, metadata, vector, seq"
 _INSERT_ROW = f"INSERT INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # Keeps `IN (...)` lists well under SQLite's limit on parameters per statement.
 _IN_CHUNK = 500
+# Rows of recently returned labels kept in memory (about 250 bytes each without text).
+DEFAULT_ROW_CACHE = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -126,6 +129,8 @@ class _PendingWrite:
     stale: list[str] = field(default_factory=list)
     adds: dict[int, Vector] = field(default_factory=dict)
     removes: list[int] = field(default_factory=list)
+    touched: list[int] = field(default_factory=list)
+    """Labels whose row changed: their cached rows are dropped at commit."""
     live_delta: int = 0
     max_version: int = 0
 
@@ -143,26 +148,31 @@ class _SharedExclusiveLock:
     """Many shared holders or one exclusive holder.
 
     A waiting exclusive holder blocks new shared ones, so a steady stream of searches cannot starve writes.
+    Every search takes the shared side, so it is a plain context object over a non-reentrant lock rather than
+    a generator over the default RLock: that halves its cost.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._shared = 0
         self._exclusive = False
         self._exclusive_waiting = 0
+        self._shared_side = _SharedSide(self)
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def shared(self) -> AbstractContextManager[None]:
+        return self._shared_side
+
+    def acquire_shared(self) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive and self._exclusive_waiting == 0)
+            while self._exclusive or self._exclusive_waiting:
+                self._cond.wait()
             self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared -= 1
-                if self._shared == 0:
-                    self._cond.notify_all()
+
+    def release_shared(self) -> None:
+        with self._cond:
+            self._shared -= 1
+            if self._shared == 0 and self._exclusive_waiting:
+                self._cond.notify_all()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -179,6 +189,61 @@ class _SharedExclusiveLock:
                 self._cond.notify_all()
 
 
+_CachedRow = tuple[str, int, Metadata]
+"""(id, version, metadata) of a live label."""
+
+
+class _RowCache:
+    """Recently returned rows by label, least recently used evicted first.
+
+    Searches fill it while holding the graph's shared lock and commits empty it for the labels they change
+    while holding the exclusive one, so a row read before a commit can never be stored after it. The
+    metadata dicts are shared with the hits built from them: callers treat hit metadata as read-only.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._rows: OrderedDict[int, _CachedRow] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, labels: Iterable[int]) -> dict[int, _CachedRow]:
+        found: dict[int, _CachedRow] = {}
+        with self._lock:
+            for label in labels:
+                row = self._rows.get(label)
+                if row is not None:
+                    self._rows.move_to_end(label)
+                    found[label] = row
+        return found
+
+    def put(self, label: int, row: _CachedRow) -> None:
+        if self._capacity <= 0:
+            return
+        with self._lock:
+            self._rows[label] = row
+            if len(self._rows) > self._capacity:
+                self._rows.popitem(last=False)
+
+    def drop(self, labels: Iterable[int]) -> None:
+        with self._lock:
+            for label in labels:
+                self._rows.pop(label, None)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class _SharedSide(AbstractContextManager[None]):
+    def __init__(self, lock: _SharedExclusiveLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire_shared()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release_shared()
+
+
 class HnswIndex:
     """`VectorIndex` on local disk: SQLite rows plus an hnswlib HNSW graph (see the module docstring)."""
 
@@ -193,10 +258,13 @@ class HnswIndex:
         ef_construction: int = 200,
         ef_search: int = 64,
         initial_capacity: int = 1024,
+        row_cache: int = DEFAULT_ROW_CACHE,
     ) -> None:
         """Opens the index in `directory`, creating it when absent.
 
         `m` and `ef_construction` shape the graph when it is (re)built; a loaded graph keeps its own.
+        `row_cache` rows (id, version, metadata) of returned labels stay in memory, so a search reads SQLite
+        only for labels it has not returned lately; 0 turns the cache off.
         Raises IndexConfigMismatch when the directory holds an index of another dim or space.
         """
         if dim <= 0:
@@ -215,6 +283,7 @@ class HnswIndex:
         self._graph_lock = _SharedExclusiveLock()
         self._compact_lock = threading.Lock()
         self._idle_readers: list[sqlite3.Connection] = []
+        self._rows = _RowCache(row_cache)
         self._closed = False
 
         self._directory.mkdir(parents=True, exist_ok=True)
@@ -287,6 +356,7 @@ class HnswIndex:
             [(key, value, record.id) for key, value in record.metadata.items()],
         )
         pending.adds[label] = vector
+        pending.touched.append(label)
         pending.wrote_version(record.version)
         if current is None or current.deleted:
             pending.live_delta += 1
@@ -310,6 +380,7 @@ class HnswIndex:
         pending.wrote_version(version)
         if current is not None and not current.deleted and current.label is not None:
             pending.removes.append(current.label)
+            pending.touched.append(current.label)
             pending.live_delta -= 1
         return True
 
@@ -342,6 +413,7 @@ class HnswIndex:
         # inside the exclusive section means it never meets a label whose row is already deleted.
         with self._graph_lock.exclusive():
             self._writer.execute("COMMIT")
+            self._rows.drop(pending.touched)
             for label in pending.removes:
                 self._graph.mark_deleted(label)
             if pending.adds:
@@ -411,25 +483,27 @@ class HnswIndex:
 
     # ---- search -------------------------------------------------------------------------------------------
 
-    def search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+    def search(
+        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+    ) -> list[Hit]:
         self._ensure_open()
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
-        if not where:
-            return self._approximate(query, k, None)
-        if self._count_matching(where) <= _EXACT_FILTER_LIMIT:
-            return self._exact(query, k, where)
-        return self._approximate(query, k, where)
+        if where and self._count_matching(where) <= _EXACT_FILTER_LIMIT:
+            return self._exact(query, k, where, include_text)
+        return self._approximate(query, k, where or None, include_text)
 
-    def exact_search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+    def exact_search(
+        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+    ) -> list[Hit]:
         self._ensure_open()
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
-        return self._exact(query, k, where)
+        return self._exact(query, k, where, include_text)
 
-    def _approximate(self, query: Vector, k: int, where: Metadata | None) -> list[Hit]:
+    def _approximate(self, query: Vector, k: int, where: Metadata | None, include_text: bool) -> list[Hit]:
         with self._graph_lock.shared():
             allowed = self._labels_matching(where) if where else None
             wanted = min(k, self._live_count if allowed is None else len(allowed))
@@ -443,13 +517,11 @@ class HnswIndex:
                 pass  # hnswlib raises when its walk finds fewer than `wanted` nodes; answer exactly instead.
             else:
                 # hnswlib's distance is 1 - similarity in both spaces.
-                scored = [
-                    (int(label), 1.0 - float(d)) for label, d in zip(labels[0], distances[0], strict=True)
-                ]
-                return self._hits(scored)
-        return self._exact(query, k, where)
+                scores = (1.0 - distances[0].astype(np.float64)).tolist()
+                return self._hits(labels[0].tolist(), scores, include_text)
+        return self._exact(query, k, where, include_text)
 
-    def _exact(self, query: Vector, k: int, where: Metadata | None) -> list[Hit]:
+    def _exact(self, query: Vector, k: int, where: Metadata | None, include_text: bool) -> list[Hit]:
         if self._space == "cosine":
             query = _unit_rows(query[None, :])[0]
         best_labels = np.empty(0, dtype=np.int64)
@@ -462,7 +534,8 @@ class HnswIndex:
             keep = _top(scores, k)
             best_labels, best_scores = labels[keep], scores[keep]
         order = np.argsort(-best_scores, kind="stable")
-        return self._hits([(int(best_labels[i]), float(best_scores[i])) for i in order])
+        with self._graph_lock.shared():
+            return self._hits(best_labels[order].tolist(), best_scores[order].tolist(), include_text)
 
     def _live_vectors(self, where: Metadata | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         condition, params = _where_sql(where)
@@ -490,29 +563,48 @@ class HnswIndex:
             rows = conn.execute(f"SELECT label FROM documents WHERE deleted = 0 AND {condition}", params)
             return frozenset(label for (label,) in rows)
 
-    def _hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
-        """Hits in the order of `scored`; a label whose row is no longer live is left out."""
-        rows: dict[int, tuple[str, int, str, str]] = {}
+    def _hits(self, labels: list[int], scores: list[float], include_text: bool) -> list[Hit]:
+        """Hits in the order given; a label whose row is no longer live is left out.
+
+        Called under the graph's shared lock: that is what makes filling the row cache here safe.
+        """
+        rows = self._rows.get_many(labels)
+        missing = [label for label in labels if label not in rows]
+        if missing:
+            rows.update(self._read_rows(missing))
+        texts = self._texts(labels) if include_text else {}
+        name = self._name
+        return [
+            Hit(row[0], score, row[1], row[2], texts.get(label, ""), name)
+            for label, score in zip(labels, scores, strict=True)
+            if (row := rows.get(label)) is not None
+        ]
+
+    def _read_rows(self, labels: list[int]) -> dict[int, _CachedRow]:
+        found: dict[int, _CachedRow] = {}
         with self._reading() as conn:
-            for chunk in _chunks([label for label, _ in scored]):
-                for label, *row in conn.execute(
-                    "SELECT label, id, version, text, metadata FROM documents"
+            for chunk in _chunks(labels):
+                for label, doc_id, version, metadata in conn.execute(
+                    "SELECT label, id, version, metadata FROM documents"
                     f" WHERE deleted = 0 AND label IN ({_placeholders(chunk)})",
                     chunk,
                 ):
-                    rows[label] = tuple(row)
-        return [self._hit(rows[label], score) for label, score in scored if label in rows]
+                    found[label] = row = (doc_id, version, json.loads(metadata))
+                    self._rows.put(label, row)
+        return found
 
-    def _hit(self, row: tuple[str, int, str, str], score: float) -> Hit:
-        doc_id, version, text, metadata = row
-        return Hit(
-            id=doc_id,
-            score=score,
-            version=version,
-            metadata=json.loads(metadata),
-            text=text,
-            index=self._name,
-        )
+    def _texts(self, labels: list[int]) -> dict[int, str]:
+        # Not cached: texts can be large, and most queries do not ask for them.
+        texts: dict[int, str] = {}
+        with self._reading() as conn:
+            for chunk in _chunks(labels):
+                texts.update(
+                    conn.execute(
+                        f"SELECT label, text FROM documents WHERE deleted = 0 AND label IN ({_placeholders(chunk)})",
+                        chunk,
+                    )
+                )
+        return texts
 
     # ---- compaction ---------------------------------------------------------------------------------------
 

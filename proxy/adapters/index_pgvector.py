@@ -241,7 +241,9 @@ class PgVectorIndex:
         with self._transaction() as conn:
             return [_document(row) for row in conn.execute(query, params)]
 
-    def search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+    def search(
+        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+    ) -> list[Hit]:
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
@@ -249,28 +251,37 @@ class PgVectorIndex:
             # An HNSW scan yields at most ef_search rows, before the `where` filter and the tombstone check.
             ef_search = min(max(self._ef_search, k), _MAX_EF_SEARCH)
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
-            hits = self._nearest(conn, query, k, where)
+            hits = self._nearest(conn, query, k, where, include_text)
         if len(hits) < k:
             # Short: either fewer than k documents match, or the filter dropped too many of the graph's
             # candidates (pgvector filters after the index scan). The exact answer is right in both cases.
-            return self.exact_search(query, k, where)
+            return self.exact_search(query, k, where, include_text=include_text)
         return hits
 
-    def exact_search(self, vector: Vector, k: int, where: Metadata | None = None) -> list[Hit]:
+    def exact_search(
+        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+    ) -> list[Hit]:
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
         with self._transaction() as conn:
             # Without index scans the planner can only read every matching row and sort: brute force.
             conn.execute("SET LOCAL enable_indexscan = off")
-            return self._nearest(conn, query, k, where)
+            return self._nearest(conn, query, k, where, include_text)
 
-    def _nearest(self, conn: psycopg.Connection, query: Vector, k: int, where: Metadata | None) -> list[Hit]:
+    def _nearest(
+        self, conn: psycopg.Connection, query: Vector, k: int, where: Metadata | None, include_text: bool
+    ) -> list[Hit]:
         filter_sql = sql.SQL(" AND metadata @> %s::jsonb") if where else sql.SQL("")
         statement = sql.SQL(
-            "SELECT id, version, text, metadata, embedding {op} %s::vector AS distance FROM {t}"
+            "SELECT id, version, {text}, metadata, embedding {op} %s::vector AS distance FROM {t}"
             " WHERE embedding IS NOT NULL{filter} ORDER BY embedding {op} %s::vector LIMIT %s"
-        ).format(t=self._table, op=self._operator, filter=filter_sql)
+        ).format(
+            t=self._table,
+            op=self._operator,
+            filter=filter_sql,
+            text=sql.SQL("text" if include_text else "''"),
+        )
         vector_text = _vector_text(query)
         params: list[Any] = [vector_text, *([json.dumps(where)] if where else []), vector_text, k]
         return [self._hit(row) for row in conn.execute(statement, params)]

@@ -185,7 +185,35 @@ def test_search_returns_nearest_first_with_cosine_similarity(index_factory: Inde
         [float(vectors[i] @ query) for i in expected], abs=1e-4
     )
     assert all(hit.index == index.name and hit.version == 1 for hit in hits)
-    assert hits[0].text == f"text of {hits[0].id} v1"
+    assert all(hit.text == "" for hit in hits)
+
+
+def test_search_returns_text_only_when_asked(index_factory: IndexFactory) -> None:
+    index = index_factory()
+    vectors = unit_vectors(30, seed=14)
+    fill(index, vectors)
+    for search in (index.search, index.exact_search):
+        plain = search(vectors[3], 4)
+        with_text = search(vectors[3], 4, include_text=True)
+        assert [h.id for h in with_text] == [h.id for h in plain]
+        assert [h.text for h in with_text] == [f"text of {h.id} v1" for h in plain]
+        assert {h.text for h in plain} == {""}
+
+
+def test_search_after_a_rewrite_shows_the_new_version_and_metadata(index_factory: IndexFactory) -> None:
+    index = index_factory()
+    vectors = unit_vectors(20, seed=15)
+    ids = fill(index, vectors)
+    # The first search may keep the rows it returned in memory; later writes must replace what it kept.
+    assert index.search(vectors[0], k=1)[0].metadata == {}
+    index.upsert([record(ids[0], 2, vectors[0], {"v": "two"})])
+    top = index.search(vectors[0], k=1)[0]
+    assert (top.id, top.version, top.metadata) == (ids[0], 2, {"v": "two"})
+    index.delete([ids[0]], 3)
+    assert ids[0] not in {h.id for h in index.search(vectors[0], k=5)}
+    index.upsert([record(ids[0], 4, vectors[0], {"v": "four"})])
+    top = index.search(vectors[0], k=1, include_text=True)[0]
+    assert (top.id, top.version, top.metadata, top.text) == (ids[0], 4, {"v": "four"}, f"text of {ids[0]} v4")
 
 
 def test_cosine_scores_ignore_vector_length(index_factory: IndexFactory) -> None:
