@@ -124,11 +124,21 @@ class Telemetry:
             "switchyard_query_legs_failed", "Legs failed or timed out", ["index"], registry=self.registry
         )
         self._otlp_query_metrics = _OtlpQueryMetrics(meter) if otlp_endpoint else None
+        # labels() looks the child up under a lock each call; the label sets are few and fixed.
+        self._children: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
 
     def observe_query(self, outcome: QueryOutcome, seconds: float) -> None:
-        path = outcome.served_by.value
-        self._latency.labels(path).observe(seconds)
-        self._queries.labels(path, outcome.merge_strategy, "true" if outcome.degraded else "false").inc()
+        key = (outcome.served_by.value, outcome.merge_strategy, outcome.degraded)
+        children = self._children.get(key)
+        if children is None:
+            path, merge, degraded = key
+            children = self._children[key] = (
+                self._latency.labels(path),
+                self._queries.labels(path, merge, "true" if degraded else "false"),
+            )
+        latency, queries = children
+        latency.observe(seconds)
+        queries.inc()
         for index in outcome.failed_legs:
             self._failed_legs.labels(index).inc()
         if self._otlp_query_metrics is not None:

@@ -23,6 +23,7 @@ class LegRequest:
     """Caller-supplied query vector in this leg's space; embedded from `text` when None."""
     k: int
     where: Metadata | None
+    include_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,14 @@ def run_leg(leg: LegRequest, tracer: Tracer = NOOP_TRACER) -> LegResult:
         started = time.perf_counter()
         try:
             vector = leg.vector if leg.vector is not None else leg.binding.embedder.embed_query([leg.text])[0]
-            hits = leg.binding.index.search(vector, leg.k, leg.where)
+            hits = leg.binding.index.search(vector, leg.k, leg.where, include_text=leg.include_text)
         except Exception as exc:
             span.set_attribute("error", f"{type(exc).__name__}: {exc}")
             raise
         latency = time.perf_counter() - started
         span.set_attribute("hits", len(hits))
         span.set_attribute("latency_ms", latency * 1000)
-    tagged = tuple(_tag(hit, leg.binding) for hit in hits)
-    return LegResult(leg.binding.name, leg.binding.model, tagged, latency)
+    return LegResult(leg.binding.name, leg.binding.model, _tagged(hits, leg.binding), latency)
 
 
 class LegPools:
@@ -126,7 +126,8 @@ def _failed(leg: LegRequest, error: str) -> LegResult:
     return LegResult(leg.binding.name, leg.binding.model, (), 0.0, error)
 
 
-def _tag(hit: Hit, binding: IndexBinding) -> Hit:
+def _tagged(hits: Sequence[Hit], binding: IndexBinding) -> tuple[Hit, ...]:
     # The constructor, not dataclasses.replace: this runs for every hit of every query, and replace costs
     # about ten times as much.
-    return Hit(hit.id, hit.score, hit.version, hit.metadata, hit.text, binding.name, binding.model, hit.score)
+    name, model = binding.name, binding.model
+    return tuple(Hit(h.id, h.score, h.version, h.metadata, h.text, name, model, h.score) for h in hits)

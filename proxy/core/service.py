@@ -201,7 +201,8 @@ class VectorService:
             started = time.perf_counter()
             outcome = self._query(request)
             seconds = time.perf_counter() - started
-            _describe_span(span, outcome)
+            if self._tracer is not NOOP_TRACER:
+                _describe_span(span, outcome)
         if self._observer is not None:
             self._observer(outcome, seconds)
         return outcome
@@ -225,7 +226,7 @@ class VectorService:
         hits = self._combine(results, legs, layout, request.k)
         failed = tuple(r.index for r in results if not r.ok)
         return QueryOutcome(
-            hits=hits if request.include_text else [_without_text(h) for h in hits],
+            hits=hits,
             served_by=decision.mode,
             reason=decision.reason,
             coverage=coverage,
@@ -241,7 +242,10 @@ class VectorService:
             return RoutingDecision(
                 layout.forced_mode, f"migration phase pins the path to {layout.forced_mode.value}"
             )
-        decision = route(request.routing_key, layout.traffic_percent, layout.new_path, request.override, True)
+        # Without a key each request is its own bucket: the split still holds on average. Drawn here, not in
+        # the transport, because only a migration needs it.
+        key = request.routing_key or f"{self._random.getrandbits(64):016x}"
+        decision = route(key, layout.traffic_percent, layout.new_path, request.override, True)
         if (
             decision.mode is RoutingMode.OLD
             and self._shadow_rate
@@ -275,7 +279,7 @@ class VectorService:
 
     def _leg(self, binding: IndexBinding, request: QueryInput) -> LegRequest:
         where = dict(request.where) or None
-        return LegRequest(binding, request.text, request.vector, request.k, where)
+        return LegRequest(binding, request.text, request.vector, request.k, where, request.include_text)
 
     def _combine(self, results: list[LegResult], legs: list[LegRequest], layout: Layout, k: int) -> list[Hit]:
         if len(results) == 1:
@@ -287,14 +291,14 @@ class VectorService:
             return list(new.hits)[:k]
         self._merger.observe(old.hits, new.hits)
         assert layout.new is not None
-        uncovered = self._uncovered(old.hits, layout.new)
+        uncovered = self._uncovered(old.hits, new.hits, layout.new)
         budget = self._limits.sync_reembed_budget
         if uncovered and budget and self._topology.reembed_now([h.id for h in uncovered[:budget]]):
             # Moved documents now compete on the new index's own scores: search it again.
             new = fan_out(legs[1:], self._legs, self._limits.leg_timeout_s)[0]
             if not new.ok:
                 return list(old.hits)[:k]
-            uncovered = self._uncovered(old.hits, layout.new)
+            uncovered = self._uncovered(old.hits, new.hits, layout.new)
         if not uncovered:
             # The new index holds every hit: its own scores need no normalization against anything.
             return list(new.hits)[:k]
@@ -304,9 +308,13 @@ class VectorService:
         return self._merger.merge(uncovered, new.hits, k)
 
     @staticmethod
-    def _uncovered(old_hits: Sequence[Hit], new: IndexBinding) -> list[Hit]:
+    def _uncovered(old_hits: Sequence[Hit], new_hits: Sequence[Hit], new: IndexBinding) -> list[Hit]:
         """Old-leg hits the new index does not hold at their version yet: the old leg answers for those."""
-        held = new.index.versions([h.id for h in old_hits])
+        # The new leg's own hits say what it holds for free; only the rest cost an index lookup.
+        held = {h.id: h.version for h in new_hits}
+        unknown = [h.id for h in old_hits if held.get(h.id, -1) < h.version]
+        if unknown:
+            held.update(new.index.versions(unknown))
         return [h for h in old_hits if held.get(h.id, -1) < h.version]
 
     def _start_shadow(
@@ -332,9 +340,3 @@ def _describe_span(span: Span, outcome: QueryOutcome) -> None:
     span.set_attribute("merge_strategy", outcome.merge_strategy)
     span.set_attribute("degraded", outcome.degraded)
     span.set_attribute("hits", len(outcome.hits))
-
-
-def _without_text(hit: Hit) -> Hit:
-    if not hit.text:
-        return hit
-    return Hit(hit.id, hit.score, hit.version, hit.metadata, "", hit.index, hit.model, hit.raw_score)

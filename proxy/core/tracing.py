@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 AttributeValue = str | bool | int | float
@@ -29,12 +29,24 @@ class _NullSpan:
 _NULL_SPAN = _NullSpan()
 
 
-class NoopTracer:
-    """Tracing off: one shared span object and a generator per call, nothing recorded."""
+class _NullSpanContext(AbstractContextManager[Span]):
+    def __enter__(self) -> Span:
+        return _NULL_SPAN
 
-    @contextmanager
-    def span(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
-        yield _NULL_SPAN
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NULL_CONTEXT = _NullSpanContext()
+
+
+class NoopTracer:
+    """Tracing off: one shared context and span, nothing recorded, nothing allocated per call."""
+
+    def span(
+        self, name: str, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> AbstractContextManager[Span]:
+        return _NULL_CONTEXT
 
 
 NOOP_TRACER = NoopTracer()

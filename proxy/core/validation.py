@@ -44,9 +44,10 @@ def check_vector(values: Sequence[float], model: str, dims: Mapping[str, int], w
         raise InvalidArgument(
             f"{where} has {vector.size} dimensions but model {model!r} produces {dims[model]}"
         )
-    if not np.all(np.isfinite(vector)):
+    # The array methods, not np.all/np.any: those add a Python-level dispatch on every query.
+    if not np.isfinite(vector).all():
         raise InvalidArgument(f"{where} contains NaN or infinite values")
-    if not np.any(vector):
+    if not vector.any():
         raise InvalidArgument(f"{where} is all zeros; it has no direction to search by")
     return vector
 
