@@ -102,7 +102,7 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
         shadow_sample_rate=config.query.shadow_sample_rate,
     )
     dims = {b.model: b.embedder.dim for b in bindings.values()}
-    merger = make_merger(config.query.merge)
+    merger = make_merger(config.query.merge, serving=True)
     shadow = ShadowRecorder()
     promoter = _promoter(config, controller, shadow)
     observers: list[QueryObserver] = [lambda outcome, seconds: latencies.record(seconds)]
@@ -168,7 +168,7 @@ def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig
         if getattr(previous, section) != getattr(updated, section):
             log.warning("config: `%s` changed; it takes effect after a restart", section)
     if updated.query.merge != previous.query.merge:
-        app.service.set_merger(make_merger(updated.query.merge))
+        app.service.set_merger(make_merger(updated.query.merge, serving=True))
     app.service.set_shadow_sample_rate(updated.query.shadow_sample_rate)
     controller = app.controller
     if controller is None or updated.migration is None or previous.migration is None:

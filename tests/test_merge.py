@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -291,3 +292,36 @@ def test_calibrated_observe_pairs_documents_both_legs_returned() -> None:
     merger = CalibratedMerger(min_pairs=1)
     merger.observe(old, new)
     assert merger.map_old_scores([0.8]) == pytest.approx([0.3])
+
+
+def test_calibrated_serving_refits_are_spaced_and_one_at_a_time() -> None:
+    now = [0.0]
+    queued: list[Callable[[], None]] = []
+    merger = CalibratedMerger(
+        min_pairs=10, refit_every=10, refit_interval_s=1.0, run_fit=queued.append, clock=lambda: now[0]
+    )
+    merger.observe_pairs([(x / 10, 0.1) for x in range(10)])
+    assert len(queued) == 1 and not merger.fitted, "the first fit is handed to the runner, not run inline"
+    now[0] = 5.0
+    merger.observe_pairs([(x / 10, 0.1) for x in range(10)])
+    assert len(queued) == 1, "no second fit while one is in flight"
+    queued.pop()()
+    assert merger.map_old_scores([0.5]) == pytest.approx([0.1])
+    merger.observe_pairs([(x / 100, 0.9) for x in range(200)])
+    assert len(queued) == 1, "a refit is due: enough new pairs, a second since the last fit"
+    queued.pop()()
+    merger.observe_pairs([(x / 100, 0.5) for x in range(200)])
+    assert queued == [], "the next refit waits for the interval"
+    now[0] = 6.5
+    merger.observe_pairs([(0.5, 0.5)])
+    assert len(queued) == 1
+
+
+def test_serving_calibrated_merger_fits_in_the_background() -> None:
+    merger = make_merger("calibrated", serving=True)
+    assert isinstance(merger, CalibratedMerger)
+    merger.observe_pairs([(x / 100, x / 200) for x in range(100)])
+    deadline = time.monotonic() + 5.0
+    while not merger.fitted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert merger.map_old_scores([0.5]) == pytest.approx([0.25], abs=0.02)

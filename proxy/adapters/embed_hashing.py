@@ -29,6 +29,7 @@ class HashingEmbedder:
         self._seed = seed
         self._trigram_weight = trigram_weight
         self._feature = lru_cache(maxsize=200_000)(self._feature_vector)
+        self._token = lru_cache(maxsize=100_000)(self._token_vector)
 
     @property
     def model(self) -> str:
@@ -45,17 +46,24 @@ class HashingEmbedder:
         return self.embed(texts)  # a symmetric model: queries and documents share one embedding
 
     def _embed_one(self, text: str) -> Vector:
-        total = np.zeros(self._dim, dtype=np.float32)
-        for token in _TOKEN.findall(text.lower()):
-            total += self._feature(token)
-            for trigram in _trigrams(token):
-                total += self._trigram_weight * self._feature("#" + trigram)
-        norm = float(np.linalg.norm(total))
-        if norm == 0.0:
+        tokens = _TOKEN.findall(text.lower())
+        # One sum over cached per-token vectors rather than an addition per feature: the Python work per
+        # text is small, so the two legs of a dual query (and a backfill beside queries) do not take turns
+        # on the GIL for most of their time.
+        total = np.sum([self._token(token) for token in tokens], axis=0) if tokens else None
+        norm = 0.0 if total is None else float(np.linalg.norm(total))
+        if total is None or norm == 0.0:
             # Text without word characters: a fixed direction keeps the vector valid and comparable.
             total = self._feature("\x00empty")
             norm = float(np.linalg.norm(total))
         return (total / norm).astype(np.float32)
+
+    def _token_vector(self, token: str) -> Vector:
+        """The token's own feature plus its character trigrams' (which make inflections land nearby)."""
+        total = self._feature(token).copy()
+        for trigram in _trigrams(token):
+            total += self._trigram_weight * self._feature("#" + trigram)
+        return total
 
     def _feature_vector(self, feature: str) -> Vector:
         digest = hashlib.blake2b(f"{self._seed}:{feature}".encode(), digest_size=8).digest()

@@ -15,10 +15,12 @@ Strategies differ only in how they put each leg's scores on a common scale: `min
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -62,7 +64,9 @@ def rank_merged(
         # An index should not repeat an id; if one does, the best-scored copy wins.
         if hit.id not in seen:
             seen.add(hit.id)
-            merged.append(replace(hit, score=score, raw_score=hit.score))
+            merged.append(
+                Hit(hit.id, score, hit.version, hit.metadata, hit.text, hit.index, hit.model, hit.score)
+            )
     return merged
 
 
@@ -282,15 +286,33 @@ class CalibratedMerger:
     every `refit_every` new pairs over the last `capacity` pairs, so it follows drift but costs one PAV pass
     per `refit_every` pairs rather than per query. Pairs come from the tops of both lists, so the map is
     best there and clamps below the lowest A-score it has seen.
+
+    A fit over a full window takes milliseconds of Python. Serving, refits are spaced `refit_interval_s`
+    apart and handed to `run_fit` (a background thread), one at a time, so a query only appends its pairs;
+    by default both are off and every fit runs at once in the caller, which keeps the class deterministic.
     """
 
     name = "calibrated"
 
-    def __init__(self, min_pairs: int = 50, refit_every: int = 100, capacity: int = 5000) -> None:
+    def __init__(
+        self,
+        min_pairs: int = 50,
+        refit_every: int = 100,
+        capacity: int = 5000,
+        *,
+        refit_interval_s: float = 0.0,
+        run_fit: Callable[[Callable[[], None]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not 0 < min_pairs <= capacity or refit_every <= 0:
             raise ValueError("need 0 < min_pairs <= capacity and refit_every > 0")
         self._min_pairs = min_pairs
         self._refit_every = refit_every
+        self._refit_interval_s = refit_interval_s
+        self._run_fit = run_fit or _call
+        self._clock = clock
+        self._last_fit_at = -math.inf
+        self._fitting = False
         self._pairs: deque[tuple[float, float]] = deque(maxlen=capacity)
         self._since_fit = 0
         self._generation = 0
@@ -319,7 +341,7 @@ class CalibratedMerger:
         snapshot = self._record(pairs)
         if snapshot is not None:
             generation, a_scores, b_scores = snapshot
-            self._install(generation, fit_isotonic(a_scores, b_scores))
+            self._run_fit(lambda: self._install(generation, a_scores, b_scores))
 
     def map_old_scores(self, scores: Sequence[float]) -> Scores | None:
         """A-scores on B's scale, or None before the first fit."""
@@ -332,19 +354,27 @@ class CalibratedMerger:
             self._pairs.extend(pairs)
             self._since_fit += len(pairs)
             due = self._since_fit >= self._refit_every if self._map is not None else True
-            if len(self._pairs) < self._min_pairs or not due:
+            spaced = self._clock() - self._last_fit_at >= self._refit_interval_s
+            if len(self._pairs) < self._min_pairs or not due or not spaced or self._fitting:
                 return None
             self._since_fit = 0
+            self._fitting = True
+            self._last_fit_at = self._clock()
             self._generation += 1
             data = np.array(self._pairs, dtype=np.float64)
             return self._generation, data[:, 0], data[:, 1]
 
-    def _install(self, generation: int, mapping: IsotonicMap) -> None:
-        # The fit runs outside the lock; a slower, older fit must not replace a newer one.
-        with self._lock:
-            if generation > self._installed_generation:
-                self._installed_generation = generation
-                self._map = mapping
+    def _install(self, generation: int, a_scores: Scores, b_scores: Scores) -> None:
+        mapping: IsotonicMap | None = None
+        try:
+            mapping = fit_isotonic(a_scores, b_scores)  # outside the lock: queries go on merging meanwhile
+        finally:
+            with self._lock:
+                self._fitting = False
+                # A slower, older fit must not replace a newer one.
+                if mapping is not None and generation > self._installed_generation:
+                    self._installed_generation = generation
+                    self._map = mapping
 
 
 def shared_document_pairs(old_all: Sequence[Hit], new_all: Sequence[Hit]) -> list[tuple[float, float]]:
@@ -363,6 +393,8 @@ def shared_document_pairs(old_all: Sequence[Hit], new_all: Sequence[Hit]) -> lis
 
 # -- registry ----------------------------------------------------------------------------------------------
 
+SERVING_REFIT_INTERVAL_S = 1.0
+
 _FACTORIES: dict[str, Callable[[], ScoreMerger]] = {
     MinMaxMerger.name: MinMaxMerger,
     ZScoreMerger.name: ZScoreMerger,
@@ -373,9 +405,23 @@ _FACTORIES: dict[str, Callable[[], ScoreMerger]] = {
 MERGE_STRATEGIES: tuple[str, ...] = tuple(sorted(_FACTORIES))
 
 
-def make_merger(name: str) -> ScoreMerger:
-    """A fresh merger (with its own learnt state) for a strategy name."""
+def make_merger(name: str, *, serving: bool = False) -> ScoreMerger:
+    """A fresh merger (with its own learnt state) for a strategy name.
+
+    `serving`: learnt state is refitted in the background and at most once a second (a query path must not
+    wait for a fit); without it every fit runs at once, which is what tests and offline evaluation want.
+    """
     factory = _FACTORIES.get(name)
     if factory is None:
         raise ValueError(f"unknown merge strategy {name!r}; valid: {', '.join(MERGE_STRATEGIES)}")
+    if serving and factory is CalibratedMerger:
+        return CalibratedMerger(refit_interval_s=SERVING_REFIT_INTERVAL_S, run_fit=_in_background)
     return factory()
+
+
+def _call(fit: Callable[[], None]) -> None:
+    fit()
+
+
+def _in_background(fit: Callable[[], None]) -> None:
+    threading.Thread(target=fit, name="switchyard-calibrate", daemon=True).start()
