@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from proxy.config import load_config
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, Unavailable
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -184,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"switchyard: config error: {exc}", file=sys.stderr)
         return 2
+    except Unavailable as exc:
+        # A dependency that is down when the command starts (Redis, PostgreSQL, a model server): its message
+        # says what to check; a traceback would only bury it.
+        print(f"switchyard: unavailable: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
