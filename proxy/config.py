@@ -114,6 +114,15 @@ class HnswParams(_Strict):
     initial_capacity: Annotated[int, Field(ge=1)] = 1024
     row_cache: Annotated[int, Field(ge=0)] = 100_000
     """Rows (id, version, metadata) of recently returned documents kept in memory; 0 turns it off."""
+    insert_threads: Annotated[int, Field(ge=-1, le=256)] = 1
+    """Threads hnswlib may use to insert one write's vectors (-1: every core); more speeds bulk writes and
+    the backfill but takes cores from queries."""
+
+    @model_validator(mode="after")
+    def _threads_not_zero(self) -> HnswParams:
+        if self.insert_threads == 0:
+            raise ValueError("insert_threads must be -1 (every core) or at least 1")
+        return self
 
 
 class PgVectorParams(_Strict):

@@ -76,6 +76,7 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
         ef_search=params.ef_search,
         initial_capacity=params.initial_capacity,
         row_cache=params.row_cache,
+        insert_threads=params.insert_threads,
     )
 
 

@@ -621,8 +621,8 @@ def test_graph_build_for_compaction_does_not_hold_back_checkpoints(
     add = index_hnsw._add_to_graph
     checkpoints: list[tuple[int, int, int]] = []
 
-    def add_then_checkpoint(graph: object, labels: list[int], batch: list[Vector]) -> None:
-        add(graph, labels, batch)  # type: ignore[arg-type]
+    def add_then_checkpoint(graph: object, labels: list[int], batch: list[Vector], threads: int = -1) -> None:
+        add(graph, labels, batch, threads)  # type: ignore[arg-type]
         if graph is not index._graph and not checkpoints:
             # Mid-build: a write lands, and a checkpoint that waits for no one must still get through.
             index.upsert([record("late", 1, vectors[40])])

@@ -259,12 +259,16 @@ class HnswIndex:
         ef_search: int = 64,
         initial_capacity: int = 1024,
         row_cache: int = DEFAULT_ROW_CACHE,
+        insert_threads: int = 1,
     ) -> None:
         """Opens the index in `directory`, creating it when absent.
 
         `m` and `ef_construction` shape the graph when it is (re)built; a loaded graph keeps its own.
         `row_cache` rows (id, version, metadata) of returned labels stay in memory, so a search reads SQLite
         only for labels it has not returned lately; 0 turns the cache off.
+        `insert_threads` bounds the threads hnswlib uses to insert a write's vectors and to rebuild the graph
+        while serving (compaction); -1 means every core. One by default: a backfill batch must leave cores
+        to the queries beside it. Building the graph when the index opens always uses every core.
         Raises IndexConfigMismatch when the directory holds an index of another dim or space.
         """
         if dim <= 0:
@@ -279,6 +283,7 @@ class HnswIndex:
         self._ef_construction = ef_construction
         self._ef_search = ef_search
         self._initial_capacity = max(1, initial_capacity)
+        self._insert_threads = insert_threads
         self._write_lock = threading.Lock()
         self._graph_lock = _SharedExclusiveLock()
         self._compact_lock = threading.Lock()
@@ -417,7 +422,9 @@ class HnswIndex:
             for label in pending.removes:
                 self._graph.mark_deleted(label)
             if pending.adds:
-                _add_to_graph(self._graph, list(pending.adds), list(pending.adds.values()))
+                _add_to_graph(
+                    self._graph, list(pending.adds), list(pending.adds.values()), self._insert_threads
+                )
             self._live_count += pending.live_delta
             self._max_version = max(self._max_version, pending.max_version)
             self._applied_seq = self._seq
@@ -651,7 +658,7 @@ class HnswIndex:
         """A new graph of the rows live as of the latest committed write sequence, and that sequence."""
         with self._reading() as conn:
             (snapshot_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM documents").fetchone()
-        return self._build_graph(int(snapshot_seq)), int(snapshot_seq)
+        return self._build_graph(int(snapshot_seq), self._insert_threads), int(snapshot_seq)
 
     def _compact_database(self) -> None:
         if self._auto_vacuum_mode() == _AUTO_VACUUM_INCREMENTAL:
@@ -875,7 +882,7 @@ class HnswIndex:
         live = self._writer.execute("SELECT label FROM documents WHERE deleted = 0")
         return all(label in in_graph for (label,) in live)
 
-    def _build_graph(self, up_to_seq: int) -> hnswlib.Index:
+    def _build_graph(self, up_to_seq: int, threads: int = -1) -> hnswlib.Index:
         """A new graph of the rows live with seq <= `up_to_seq`, sized for the live count plus headroom.
 
         Rows are read in label order, one short read per batch: a read transaction held for the whole build
@@ -900,7 +907,10 @@ class HnswIndex:
             if not batch:
                 return graph
             _add_to_graph(
-                graph, [label for label, _ in batch], [np.frombuffer(v, np.float32) for _, v in batch]
+                graph,
+                [label for label, _ in batch],
+                [np.frombuffer(v, np.float32) for _, v in batch],
+                threads,
             )
             after = batch[-1][0]
 
@@ -908,13 +918,13 @@ class HnswIndex:
         return checked_vector(vector, self._dim, self._name, what)
 
 
-def _add_to_graph(graph: hnswlib.Index, labels: list[int], vectors: list[Vector]) -> None:
+def _add_to_graph(graph: hnswlib.Index, labels: list[int], vectors: list[Vector], threads: int = -1) -> None:
     """Adds or replaces vectors by label; hnswlib unmarks a deleted label when it is added again."""
     # Counts every label as new, so capacity may run a little ahead; hnswlib raises rather than grows.
     needed = graph.element_count + len(labels)
     if needed > graph.max_elements:
         graph.resize_index(max(needed, 2 * graph.max_elements))
-    graph.add_items(np.stack(vectors), np.asarray(labels, dtype=np.int64))
+    graph.add_items(np.stack(vectors), np.asarray(labels, dtype=np.int64), num_threads=threads)
 
 
 def _read_row(conn: sqlite3.Connection, doc_id: str) -> _Row | None:
