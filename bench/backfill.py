@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+import yaml
 
 from bench.base import BaseCorpus
 from bench.datasets import build_index, copy_index, embedded_vectors
@@ -45,6 +46,7 @@ from proxy.config import BackfillConfig, ModelConfig
 from proxy.corpus import CorpusDoc
 from proxy.errors import ConfigError
 from proxy.ports import Embedder
+from proxy.sidecar_process import SidecarProcess
 from proxy.wiring import build_embedder
 
 TARGET_THROUGHPUT_RATIO = 0.9
@@ -283,8 +285,8 @@ def measure_throttled(
     try:
         with sidecar.client() as client:
             phase = _query_phase(settings, sidecar.target, phase_s)
-            idle, busy, rate, overlapped, reasons = _alternate(
-                client, phase, workdir, base, settings.throttle_rounds
+            budget_ms, idle, busy, rate, overlapped, reasons = _alternate(
+                client, phase, workdir, base, settings.throttle_rounds, sidecar
             )
         ensure_running(sidecar)
     finally:
@@ -292,7 +294,7 @@ def measure_throttled(
     return Throttled(
         new_model["kind"],
         batch,
-        settings.latency_budget_ms,
+        budget_ms,
         rate_limit,
         settings.throttle_clients,
         idle,
@@ -304,16 +306,26 @@ def measure_throttled(
 
 
 def _alternate(
-    client: SwitchyardClient, phase: Phase, workdir: Path, base: BaseCorpus, rounds: int
-) -> tuple[LatencySummary, LatencySummary, float, bool, list[str]]:
-    """idle (planned) / busy / idle (paused) / busy ...; returns idle, busy, backfill docs/s while busy."""
+    client: SwitchyardClient,
+    phase: Phase,
+    workdir: Path,
+    base: BaseCorpus,
+    rounds: int,
+    sidecar: SidecarProcess,
+) -> tuple[float, LatencySummary, LatencySummary, float, bool, list[str]]:
+    """idle (planned) / busy / idle (paused) / busy ...; returns the budget set, idle, busy, and backfill
+    docs/s while busy."""
     idle_results: list[PhaseResult] = []
     busy_results: list[PhaseResult] = []
     reasons: list[str] = []
     busy_docs, busy_s, overlapped = 0, 0.0, True
+    budget_ms = 0.0
     for number in range(rounds):
         idle_results += _load(phase, "idle", workdir, base)
         if number == 0:
+            # As an operator would: the budget is the p99 this load sees before any backfill runs.
+            budget_ms = round(summarize_label(idle_results, "idle").p99_ms, 2)
+            set_latency_budget(sidecar, budget_ms)
             start_migration(client)
         else:
             resume(client)
@@ -326,12 +338,26 @@ def _alternate(
         reasons.append(progress.throttle_reason or "not throttled at the end of the phase")
         pause(client)
     return (
+        budget_ms,
         summarize_label(idle_results, "idle"),
         summarize_label(busy_results, "busy"),
         busy_docs / busy_s if busy_s else 0.0,
         overlapped,
         reasons,
     )
+
+
+def set_latency_budget(sidecar: SidecarProcess, budget_ms: float, timeout_s: float = 30.0) -> None:
+    """Edits the running sidecar's config file and waits until it says it applied the new budget."""
+    config = sidecar.config
+    config["migration"]["backfill"]["latency_budget_ms"] = budget_ms
+    sidecar.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    expected = f"backfill latency budget set to {budget_ms:g} ms"
+    deadline = time.monotonic() + timeout_s
+    while expected not in sidecar.log_path.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the sidecar did not apply the latency budget:\n{sidecar.log_tail()}")
+        time.sleep(0.1)
 
 
 def _load(phase: Phase, label: str, workdir: Path, base: BaseCorpus) -> list[PhaseResult]:

@@ -64,6 +64,8 @@ class App:
     service: VectorService
     executor: ThreadPoolExecutor
     shadow: ShadowRecorder
+    latencies: LatencyWindow
+    """Query latencies as the gRPC handler sees them (queueing included): the backfill throttle's signal."""
     controller: MigrationController | None = None
     promoter: Promoter | None = None
     telemetry: Telemetry | None = None
@@ -105,7 +107,7 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
     merger = make_merger(config.query.merge, serving=True)
     shadow = ShadowRecorder()
     promoter = _promoter(config, controller, shadow)
-    observers: list[QueryObserver] = [lambda outcome, seconds: latencies.record(seconds)]
+    observers: list[QueryObserver] = []
     if promoter is not None:
         observers.append(promoter.stats.record)
     if telemetry is not None:
@@ -121,7 +123,19 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
         observer=_observe_all(observers),
         tracer=tracer or NOOP_TRACER,
     )
-    app = App(config, bindings, state, topology, service, executor, shadow, controller, promoter, telemetry)
+    app = App(
+        config,
+        bindings,
+        state,
+        topology,
+        service,
+        executor,
+        shadow,
+        latencies,
+        controller,
+        promoter,
+        telemetry,
+    )
     if telemetry is not None:
         telemetry.watch(lambda: gauges(app), GAUGES)
     return app
@@ -179,6 +193,10 @@ def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig
     if updated.migration.backfill.rate_limit != previous.migration.backfill.rate_limit:
         controller.set_rate(updated.migration.backfill.rate_limit)
         log.info("config: backfill rate limit set to %g docs/s", updated.migration.backfill.rate_limit)
+    budget = updated.migration.backfill.latency_budget_ms
+    if budget != previous.migration.backfill.latency_budget_ms:
+        controller.set_latency_budget(budget)
+        log.info("config: backfill latency budget set to %s", f"{budget:g} ms" if budget else "none")
 
 
 def _controller(
@@ -237,7 +255,8 @@ async def _start_servers(app: App) -> list[tuple[grpc.aio.Server, health.aio.Hea
     dims = {b.model: b.embedder.dim for b in app.bindings.values()}
     admin = AdminServicer(app.promoter, app.executor)
     main = grpc.aio.server(interceptors=interceptors)
-    vector_grpc.add_VectorServiceServicer_to_server(VectorServicer(app.service, app.executor, dims), main)
+    servicer = VectorServicer(app.service, app.executor, dims, latency_sink=app.latencies.record)
+    vector_grpc.add_VectorServiceServicer_to_server(servicer, main)
     servers = [(main, cfg.listen, (SERVICE_NAMES[0],) if cfg.admin_listen else SERVICE_NAMES)]
     if cfg.admin_listen:
         admin_server = grpc.aio.server(interceptors=interceptors)

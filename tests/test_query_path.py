@@ -184,6 +184,23 @@ def test_config_file_change_moves_the_split_and_a_bad_file_is_ignored(app: App, 
     assert app.controller.traffic_percent() == 40
 
 
+def test_config_file_change_sets_the_backfill_latency_budget(app: App, tmp_path: Path) -> None:
+    assert app.controller is not None
+    path = tmp_path / "switchyard.yaml"
+    raw = migration_config(tmp_path / "data")
+    raw["state"] = {**app.config.state.model_dump()}
+    path.write_text(yaml.safe_dump(raw))
+    watcher = ConfigWatcher(path, load_config(path), lambda old, new: apply_reload(app, old, new))
+    raw["migration"]["backfill"] = {**raw["migration"].get("backfill", {}), "latency_budget_ms": 7.5}
+    path.write_text(yaml.safe_dump(raw))
+    assert watcher.check()
+    assert app.controller.throttle.latency_budget_s == pytest.approx(0.0075)
+    del raw["migration"]["backfill"]["latency_budget_ms"]
+    path.write_text(yaml.safe_dump(raw))
+    assert watcher.check()
+    assert app.controller.throttle.latency_budget_s is None
+
+
 def test_admin_split_is_shared_by_replicas_through_redis(app: App, tmp_path: Path) -> None:
     other = in_process_app({**migration_config(tmp_path / "other"), "state": app.config.state.model_dump()})
     try:

@@ -208,6 +208,15 @@ class MigrationController:
         self.throttle.rate_limit = docs_per_second
         return docs_per_second
 
+    def set_latency_budget(self, budget_ms: float | None) -> None:
+        """This replica's query p99 budget for the backfill (None: no latency throttling).
+
+        Not shared through the state store like the rate limit: each replica throttles on its own latency.
+        """
+        if budget_ms is not None and not budget_ms > 0:
+            raise InvalidArgument(f"latency budget must be > 0 ms, got {budget_ms}")
+        self.throttle.latency_budget_s = None if budget_ms is None else budget_ms / 1000
+
     def set_traffic_percent(self, percent: float) -> float:
         if not 0.0 <= percent <= 100.0:
             raise InvalidArgument(f"percent must be between 0 and 100, got {percent}")

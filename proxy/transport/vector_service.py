@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import TypeVar
@@ -28,10 +29,18 @@ PB_TO_MODE = {v: k for k, v in MODE_TO_PB.items()}
 
 
 class VectorServicer(pb_grpc.VectorServiceServicer):
-    def __init__(self, service: VectorService, executor: Executor, model_dims: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        service: VectorService,
+        executor: Executor,
+        model_dims: Mapping[str, int],
+        latency_sink: Callable[[float], None] | None = None,
+    ) -> None:
         self._service = service
         self._executor = executor
         self._dims = dict(model_dims)
+        self._latency_sink = latency_sink
+        """Gets each answered query's seconds from handler entry to response, waits for a thread included."""
 
     async def _off_loop(self, fn: Callable[[], T]) -> T:
         # Embedding, hnswlib and SQLite block; the event loop must stay free for other calls.
@@ -69,7 +78,13 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
 
     @grpc_errors
     async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext) -> pb.QueryResponse:
-        return await self._off_loop(lambda: _query_response(self._service.query(self._query(request))))
+        started = time.perf_counter()
+        response = await self._off_loop(lambda: _query_response(self._service.query(self._query(request))))
+        if self._latency_sink is not None:
+            # Measured here rather than in the core: a backfill slows queries mostly by making them wait
+            # for a thread and the GIL, which time inside the service would not show.
+            self._latency_sink(time.perf_counter() - started)
+        return response
 
     def _document(self, doc: pb.Document, position: int) -> DocumentInput:
         vector, model = None, ""
