@@ -142,13 +142,20 @@ def format_table(rows: Sequence[RecallRow]) -> str:
     return "\n".join(lines)
 
 
-def real_model_table() -> list[RecallRow]:
+def real_model_table(
+    corpus: Sequence[CorpusDoc] | None = None, queries: Sequence[str] | None = None
+) -> list[RecallRow]:
     """The same table with all-MiniLM-L6-v2 as the old model and multilingual-e5-small as the new one, on
-    the real-sentence corpus (needs switchyard[models])."""
+    the real-sentence corpus (needs switchyard[models]; ConfigError without it)."""
     from proxy.adapters.embed_local import E5SmallEmbedder, MiniLMEmbedder
     from proxy.real_corpus import real_corpus, real_queries
 
-    return recall_table(MiniLMEmbedder(), E5SmallEmbedder(), corpus=real_corpus(), queries=real_queries(96))
+    return recall_table(
+        MiniLMEmbedder(),
+        E5SmallEmbedder(),
+        corpus=list(corpus) if corpus is not None else real_corpus(),
+        queries=list(queries) if queries is not None else real_queries(96),
+    )
 
 
 if __name__ == "__main__":

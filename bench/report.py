@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from bench import backfill, fanout, overhead
 from bench.recall import format_table
-from bench.results import BenchRun
+from bench.results import BenchRun, RecallResult
 from bench.settings import SECTIONS
 from bench.stats import LatencySummary
 
@@ -349,7 +349,21 @@ def _recall(run: BenchRun) -> str:
         " the real query path in `dual` mode per merge strategy, and `naive new` queries B alone. Truth is"
         " the exact top 10 under model B over the whole corpus."
     )
-    return f"{title}\n\n{intro}\n\n{format_table(r.rows)}"
+    return f"{title}\n\n{intro}\n\n{format_table(r.rows)}{_real_recall(r)}"
+
+
+def _real_recall(r: RecallResult) -> str:
+    title = "\n\n### 4b. Recall@10 with two real models"
+    if r.real is None:
+        return f"{title}\n\n_Not run: {r.real_skipped}_" if r.real_skipped else ""
+    m = r.real
+    intro = (
+        f"Old model {m.old_model}, new model {m.new_model} (both offline, from the `models` extra), {m.corpus}"
+        f" real sentences (first lines of stdlib docstrings, `proxy/real_corpus.py`), {m.queries} queries"
+        " (the hand-written ones, cycled). Truth: the exact top 10 under the new model over the whole corpus."
+        f" Same procedure as above; {m.seconds / 60:.1f} min. Alone: `python -m bench.recall --real-models`."
+    )
+    return f"{title}\n\n{intro}\n\n{format_table(m.rows)}"
 
 
 def _storage(run: BenchRun) -> str:

@@ -33,6 +33,20 @@ class RecallResult:
     queries: int
     dim: int
     rows: list[RecallRow]
+    real: RealModelRecall | None = None
+    """The same table with two real models, when the run asked for them and they load."""
+    real_skipped: str = ""
+    """Why the real-model table is missing ('' when it is there or was not asked for)."""
+
+
+@dataclass(frozen=True)
+class RealModelRecall:
+    old_model: str
+    new_model: str
+    corpus: int
+    queries: int
+    seconds: float
+    rows: list[RecallRow]
 
 
 @dataclass

@@ -38,6 +38,8 @@ class BenchSettings:
     """Dimension for scales above `large_threshold` (to keep the load time sane)."""
     large_threshold: int
     scale_backfill_window_s: float
+    real_recall: bool
+    """Repeat the recall table with two real models (all-MiniLM-L6-v2 -> multilingual-e5-small)."""
     sections: tuple[str, ...] = SECTIONS
 
     def scale_dim(self, size: int) -> int:
@@ -67,6 +69,7 @@ FULL = BenchSettings(
     large_dim=64,
     large_threshold=100_000,
     scale_backfill_window_s=10.0,
+    real_recall=True,
 )
 
 QUICK = replace(
@@ -87,4 +90,5 @@ QUICK = replace(
     scales=(1_000,),
     large_threshold=0,
     scale_backfill_window_s=1.0,
+    real_recall=False,
 )

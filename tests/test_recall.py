@@ -43,3 +43,14 @@ def test_empty_new_index_leaves_only_the_old_answer(table: list[RecallRow]) -> N
 
 def test_full_coverage_matches_a_full_reindex(table: list[RecallRow]) -> None:
     assert all(value >= 0.95 for value in table[-1].recall.values()), table[-1].recall
+
+
+def test_real_model_table_runs_on_the_real_pair() -> None:
+    from bench.recall import real_model_table
+    from proxy.real_corpus import real_corpus, real_queries
+
+    rows = real_model_table(real_corpus(60), real_queries(6))
+    assert [r.coverage for r in rows] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert rows[0].recall[NAIVE] == 0.0
+    assert rows[-1].recall[NAIVE] == pytest.approx(1.0), "60 documents fully in B: the search is exact"
+    assert rows[2].recall["calibrated"] > rows[2].recall[NAIVE], rows[2].recall
