@@ -146,6 +146,7 @@ to the traffic split must not roll the pods, a change to the models or indexes m
 {{- with $config.migration }}
 {{- with .backfill }}
 {{- $_ := unset . "rate_limit" }}
+{{- $_ := unset . "latency_budget_ms" }}
 {{- end }}
 {{- end }}
 {{- toYaml $config | sha256sum }}
