@@ -322,11 +322,11 @@ def _backfill(run: BenchRun) -> str:
     during = (
         "Query latency: vector queries on the old path from several concurrent clients; idle phases (before"
         " the start, and while paused) alternate with busy phases (backfill running), at the config's default"
-        " batch size. `backfill.latency_budget_ms` is set as an operator would, to the p99 of the first idle"
-        " phase, through the config file (hot reload) before the backfill starts. The sidecar compares it"
-        " with its own p99 of the time from the gRPC handler to the response, waits for a worker thread"
-        " included. A rate limit is set only when the corpus is too small for the backfill to outlast the"
-        " busy phases."
+        " batch size. `backfill.latency_budget_ms` is set as an operator would, before the backfill starts and"
+        f" through the config file (hot reload), to {backfill.BUDGET_OVER_IDLE:g} times the query p99 the"
+        " sidecar reports after the first idle phase (`migrate status`: from the gRPC handler to the"
+        " response, waiting for a worker thread included, so below the client-side figures here). A rate"
+        " limit is set only when the corpus is too small for the backfill to outlast the busy phases."
     )
     notes = "".join(f"\n\n_{n}_" for n in r.notes)
     notes += _errors(

@@ -38,6 +38,12 @@ def progress_line(status: pb.GetMigrationStatusResponse) -> str:
     return "  ".join(parts)
 
 
+def _p99(b: pb.BackfillProgress) -> str:
+    measured = f"{b.query_p99_ms:.1f} ms" if b.query_p99_ms else "too few queries yet"
+    budget = f"budget {b.latency_budget_ms:g} ms" if b.latency_budget_ms else "no latency budget"
+    return f"{measured} over the last 10 s ({budget})"
+
+
 def status_report(status: pb.GetMigrationStatusResponse) -> str:
     b = status.backfill
     lines = [
@@ -47,6 +53,7 @@ def status_report(status: pb.GetMigrationStatusResponse) -> str:
         + (" (complete)" if b.complete else ""),
         f"rate limit     {'unlimited' if b.rate_limit == 0 else f'{b.rate_limit:g} docs/s'}"
         + (f", throttled: {b.throttle_reason}" if b.throttle_reason else ""),
+        f"query p99      {_p99(b)}",
         f"coverage       {status.coverage:.1%}",
         f"traffic split  {status.traffic_percent:g}% on the new path",
         f"lazy queue     {b.lazy_queue_depth}",

@@ -209,3 +209,16 @@ def test_admin_split_is_shared_by_replicas_through_redis(app: App, tmp_path: Pat
         assert other.controller.traffic_percent() == 65
     finally:
         other.close()
+
+
+def test_status_reports_the_p99_the_throttle_sees_and_its_budget(app: App) -> None:
+    assert app.controller is not None
+    assert app.controller.status().backfill.query_p99_ms == 0.0, "too few queries to tell"
+    for _ in range(30):
+        app.latencies.record(0.004)
+    app.controller.set_latency_budget(7.5)
+    backfill = app.controller.status().backfill
+    assert backfill.query_p99_ms == pytest.approx(4.0)
+    assert backfill.latency_budget_ms == pytest.approx(7.5)
+    app.controller.set_latency_budget(None)
+    assert app.controller.status().backfill.latency_budget_ms == 0.0

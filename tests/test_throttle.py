@@ -81,3 +81,31 @@ def test_too_few_queries_do_not_throttle() -> None:
         window.record(1.0)
     throttle.adjust(unthrottled_rate=100.0)
     assert throttle.state().effective_rate == 100.0
+
+
+def test_p99_adds_how_late_the_event_loop_ran_and_forgets_both_after_the_window() -> None:
+    clock = _Clock()
+    window = LatencyWindow(window_s=10.0, clock=clock)
+    for _ in range(30):
+        window.record(0.002)
+    assert window.p99() == 0.002
+    for _ in range(100):
+        window.record_loop_lag(0.003)
+    # A request that arrived while the loop was 3 ms late waited that long before its handler started.
+    assert abs((window.p99() or 0.0) - 0.005) < 1e-12
+    clock.now = 11.0
+    assert window.p99() is None, "everything is older than the window"
+    for _ in range(30):
+        window.record(0.002)
+    assert window.p99() == 0.002, "old loop lag no longer counts"
+
+
+def test_a_late_loop_alone_pushes_the_throttle_back() -> None:
+    clock = _Clock()
+    throttle, window = _throttle(100.0, 0.004, clock)
+    for _ in range(30):
+        window.record(0.002)
+        window.record_loop_lag(0.005)
+    throttle.adjust(100.0)
+    assert throttle.state().effective_rate == 50.0
+    assert "over budget" in throttle.state().reason

@@ -51,6 +51,10 @@ class BackfillStatus:
     lazy_queue: int
     pending_repairs: int
     complete: bool
+    query_p99_ms: float = 0.0
+    """0 with too few recent queries to tell."""
+    latency_budget_ms: float = 0.0
+    """0: no latency budget."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +338,8 @@ class MigrationController:
             pending_repairs=store.queue_size(repair_queue(self.new.name))
             + store.queue_size(repair_queue(self.old.name)),
             complete=self.backfiller.complete(),
+            query_p99_ms=(self.latencies.p99() or 0.0) * 1000,
+            latency_budget_ms=(self.throttle.latency_budget_s or 0.0) * 1000,
         )
         return MigrationStatus(
             self.old.name,

@@ -12,12 +12,19 @@ import numpy as np
 
 
 class LatencyWindow:
-    """Query latencies of the last `window_s` seconds; the throttle reads their p99."""
+    """Query latencies of the last `window_s` seconds, and how late the event loop ran; the throttle reads
+    their p99.
+
+    A query's latency is measured from its handler's start, but a request that arrives while the event loop
+    is late (a backfill batch holding the GIL) waits for it before its handler starts. So the p99 the
+    throttle sees is the queries' p99 plus the loop lag's p99: an estimate of what callers wait.
+    """
 
     def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._window_s = window_s
         self._clock = clock
         self._samples: deque[tuple[float, float]] = deque()
+        self._lags: deque[tuple[float, float]] = deque()
         self._lock = threading.Lock()
 
     def record(self, latency_s: float) -> None:
@@ -25,17 +32,24 @@ class LatencyWindow:
             self._samples.append((self._clock(), latency_s))
             self._expire()
 
+    def record_loop_lag(self, lag_s: float) -> None:
+        with self._lock:
+            self._lags.append((self._clock(), lag_s))
+            self._expire()
+
     def p99(self) -> float | None:
         with self._lock:
             self._expire()
             if len(self._samples) < 20:
                 return None  # too few queries to judge; an idle service must not throttle
-            return float(np.percentile([s for _, s in self._samples], 99))
+            lag = float(np.percentile([s for _, s in self._lags], 99)) if self._lags else 0.0
+            return float(np.percentile([s for _, s in self._samples], 99)) + lag
 
     def _expire(self) -> None:
         horizon = self._clock() - self._window_s
-        while self._samples and self._samples[0][0] < horizon:
-            self._samples.popleft()
+        for samples in (self._samples, self._lags):
+            while samples and samples[0][0] < horizon:
+                samples.popleft()
 
 
 @dataclass(frozen=True)

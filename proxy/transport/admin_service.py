@@ -147,6 +147,8 @@ def status_to_pb(status: MigrationStatus, promoter: Promoter) -> pb.GetMigration
             lazy_queue_depth=b.lazy_queue,
             pending_repairs=b.pending_repairs,
             complete=b.complete,
+            query_p99_ms=b.query_p99_ms,
+            latency_budget_ms=b.latency_budget_ms,
         ),
         coverage=status.coverage,
         traffic_percent=status.traffic_percent,
