@@ -102,13 +102,13 @@ def _recall(settings: BenchSettings) -> RecallResult:
         corpus_size=settings.recall_corpus,
         query_count=settings.recall_queries,
     )
-    result = RecallResult(settings.recall_corpus, settings.recall_queries, dim, rows)
+    real, skipped = None, ""
     if settings.real_recall and settings.real_model is not None:
         try:
-            result.real = _real_model_recall()
+            real = _real_model_recall()
         except ConfigError as exc:  # the models extra is not installed
-            result.real_skipped = str(exc)
-    return result
+            skipped = str(exc)
+    return RecallResult(settings.recall_corpus, settings.recall_queries, dim, rows, real, skipped)
 
 
 # The hand-written queries, each twice: enough for a stable mean, and about four minutes on 2 cores.
