@@ -78,10 +78,12 @@ def test_concurrent_queries_and_writes_during_backfill_lose_nothing(
             for thread in (*writers, *queriers):
                 thread.start()
             elapsed, max_pending = _run_until_bounded(client, queriers, ledger, started)
+            # Read before the clients wind down: at 70 docs/s the backfill needs ~18 s for the corpus, the
+            # load runs 15, and joining the clients may take a few more.
+            during = client.status().backfill
             stop.set()
             for thread in (*writers, *queriers):
                 thread.join(timeout=30)
-            during = client.status().backfill
             status = wait_backfill_complete(client)
             problems, _ = converged(lambda: check_through_get(client, ledger))
             pending_after = _pending_repairs_settle(client)
