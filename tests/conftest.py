@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,17 @@ import pytest
 from proxy.sidecar_process import SidecarProcess, free_port
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def run_serve(config_path: Path, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`switchyard serve --config PATH` in a child process, for configs that must stop it at start-up."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=config_path.parent,
+    )
 
 
 def sidecar_config(data_dir: Path, **overrides: Any) -> dict[str, Any]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from proxy.sidecar_process import free_port
+from tests.conftest import run_serve
 
 
 def test_serve_with_unreachable_redis_exits_with_one_clear_line(tmp_path: Path) -> None:
@@ -24,13 +23,7 @@ def test_serve_with_unreachable_redis_exits_with_one_clear_line(tmp_path: Path) 
     }
     path = tmp_path / "switchyard.yaml"
     path.write_text(yaml.safe_dump(config))
-    run = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    run = run_serve(path)
     assert "Traceback" not in run.stderr, run.stderr[-2000:]
     assert run.returncode == 3, (run.returncode, run.stderr[-500:])
     [line] = [text for text in run.stderr.splitlines() if text.startswith("switchyard:")]

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -168,13 +169,18 @@ def test_split_is_sticky_per_key_and_close_to_the_configured_share(app: App) -> 
         assert _query(app, "comet", key=key, k=1).served_by is paths[key]  # type: ignore[attr-defined]
 
 
-def test_config_file_change_moves_the_split_and_a_bad_file_is_ignored(app: App, tmp_path: Path) -> None:
-    assert app.controller is not None
+def _watched_config(app: App, tmp_path: Path) -> tuple[Path, dict[str, Any], ConfigWatcher]:
+    """A config file for the app's migration, its content as a dict, and a watcher that applies edits."""
     path = tmp_path / "switchyard.yaml"
     raw = migration_config(tmp_path / "data")
     raw["state"] = {**app.config.state.model_dump()}
     path.write_text(yaml.safe_dump(raw))
-    watcher = ConfigWatcher(path, load_config(path), lambda old, new: apply_reload(app, old, new))
+    return path, raw, ConfigWatcher(path, load_config(path), lambda old, new: apply_reload(app, old, new))
+
+
+def test_config_file_change_moves_the_split_and_a_bad_file_is_ignored(app: App, tmp_path: Path) -> None:
+    assert app.controller is not None
+    path, raw, watcher = _watched_config(app, tmp_path)
     raw["query"] = {"traffic_percent": 40}
     path.write_text(yaml.safe_dump(raw))
     assert watcher.check()
@@ -186,11 +192,7 @@ def test_config_file_change_moves_the_split_and_a_bad_file_is_ignored(app: App, 
 
 def test_config_file_change_sets_the_backfill_latency_budget(app: App, tmp_path: Path) -> None:
     assert app.controller is not None
-    path = tmp_path / "switchyard.yaml"
-    raw = migration_config(tmp_path / "data")
-    raw["state"] = {**app.config.state.model_dump()}
-    path.write_text(yaml.safe_dump(raw))
-    watcher = ConfigWatcher(path, load_config(path), lambda old, new: apply_reload(app, old, new))
+    path, raw, watcher = _watched_config(app, tmp_path)
     raw["migration"]["backfill"] = {**raw["migration"].get("backfill", {}), "latency_budget_ms": 7.5}
     path.write_text(yaml.safe_dump(raw))
     assert watcher.check()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from pydantic import BaseModel
 import proxy.config
 from proxy.config import load_config, parse_config
 from proxy.errors import ConfigError
+from tests.conftest import run_serve
 from tests.reliability.support import fuzz_settings, record_result
 
 FUZZ = fuzz_settings()
@@ -175,13 +174,7 @@ def _file_text(case: str | dict[str, Any]) -> str:
 def test_cli_names_the_field_of_a_broken_file(tmp_path: Path, case: str | dict[str, Any], field: str) -> None:
     path = tmp_path / "switchyard.yaml"
     path.write_text(_file_text(case))
-    run = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    run = run_serve(path, timeout_s=60)
     assert "Traceback" not in run.stderr, run.stderr[-2000:]
     assert run.returncode == 2, (run.returncode, run.stderr[-500:])
     assert "config error" in run.stderr and field in run.stderr, run.stderr
