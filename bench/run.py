@@ -18,7 +18,7 @@ from bench.base import BaseCorpus
 from bench.fanout import run_fanout
 from bench.machine import describe_machine, load_average
 from bench.overhead import run_overhead
-from bench.recall import real_model_table, recall_table
+from bench.recall import REAL_QUERIES, real_model_table, recall_table
 from bench.report import render
 from bench.results import BaseLoad, BenchRun, RealModelRecall, RecallResult, to_json
 from bench.scale import run_scale
@@ -109,10 +109,6 @@ def _recall(settings: BenchSettings) -> RecallResult:
         except ConfigError as exc:  # the models extra is not installed
             skipped = str(exc)
     return RecallResult(settings.recall_corpus, settings.recall_queries, dim, rows, real, skipped)
-
-
-# The hand-written queries, each twice: enough for a stable mean, and about four minutes on 2 cores.
-REAL_QUERIES = 96
 
 
 def _real_model_recall() -> RealModelRecall:

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import hnswlib
 import numpy as np
@@ -589,29 +589,25 @@ class HnswIndex:
 
     def _read_rows(self, labels: list[int]) -> dict[int, _CachedRow]:
         found: dict[int, _CachedRow] = {}
-        with self._reading() as conn:
-            for chunk in _chunks(labels):
-                for label, doc_id, version, metadata in conn.execute(
-                    "SELECT label, id, version, metadata FROM documents"
-                    f" WHERE deleted = 0 AND label IN ({_placeholders(chunk)})",
-                    chunk,
-                ):
-                    found[label] = row = (doc_id, version, json.loads(metadata))
-                    self._rows.put(label, row)
+        for label, doc_id, version, metadata in self._live_by_label("id, version, metadata", labels):
+            found[label] = row = (doc_id, version, json.loads(metadata))
+            self._rows.put(label, row)
         return found
 
     def _texts(self, labels: list[int]) -> dict[int, str]:
         # Not cached: texts can be large, and most queries do not ask for them.
-        texts: dict[int, str] = {}
+        return dict(self._live_by_label("text", labels))
+
+    def _live_by_label(self, columns: str, labels: list[int]) -> list[tuple[Any, ...]]:
+        """(label, *columns) of the live rows among `labels`, in no particular order."""
+        rows: list[tuple[Any, ...]] = []
         with self._reading() as conn:
             for chunk in _chunks(labels):
-                texts.update(
-                    conn.execute(
-                        f"SELECT label, text FROM documents WHERE deleted = 0 AND label IN ({_placeholders(chunk)})",
-                        chunk,
-                    )
+                rows += conn.execute(
+                    f"SELECT label, {columns} FROM documents WHERE deleted = 0 AND label IN ({_placeholders(chunk)})",
+                    chunk,
                 )
-        return texts
+        return rows
 
     # ---- compaction ---------------------------------------------------------------------------------------
 

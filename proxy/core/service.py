@@ -201,8 +201,7 @@ class VectorService:
             started = time.perf_counter()
             outcome = self._query(request)
             seconds = time.perf_counter() - started
-            if self._tracer is not NOOP_TRACER:
-                _describe_span(span, outcome)
+            _describe_span(span, outcome)
         if self._observer is not None:
             self._observer(outcome, seconds)
         return outcome
