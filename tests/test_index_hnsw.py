@@ -655,6 +655,7 @@ def test_row_cache_never_keeps_a_version_older_than_the_last_write(tmp_path: Pat
         try:
             while not stop.is_set():
                 index.search(vectors[rng.integers(40)], k=10)
+                index.versions(list(rng.choice(ids, 5)))  # fills the cache too
         except BaseException as exc:  # surfaced below: a thread's failure must fail the test
             errors.append(exc)
 
@@ -669,6 +670,25 @@ def test_row_cache_never_keeps_a_version_older_than_the_last_write(tmp_path: Pat
     assert not errors
     for vector in vectors:
         assert {(h.version, h.metadata["v"]) for h in index.search(vector, k=10)} == {(59, "59")}
+    assert index.versions(ids) == dict.fromkeys(ids, 59)
+    index.close()
+
+
+def test_versions_answered_from_the_cache_follow_rewrites_and_deletes(tmp_path: Path) -> None:
+    index = HnswIndex("versions", DIM, tmp_path)
+    vectors = unit_vectors(20, seed=33)
+    ids = doc_ids(20)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    assert index.versions(ids) == dict.fromkeys(ids, 1)
+    assert len(index._rows) == 20, "the rows read for versions() are cached"
+    index.upsert([record(ids[0], 5, vectors[0])])
+    index.delete([ids[1]], 6)
+    index.delete(["never-written"], 7)
+    expected = {**dict.fromkeys(ids, 1), ids[0]: 5, ids[1]: 6, "never-written": 7}
+    assert index.versions([*ids, "never-written", "unknown"]) == expected
+    index.upsert([record(ids[1], 8, vectors[1])])  # back from the dead, under a new label
+    assert index.versions([ids[1]]) == {ids[1]: 8}
+    assert [h.version for h in index.search(vectors[1], k=1)] == [8]
     index.close()
 
 

@@ -194,9 +194,9 @@ _CachedRow = tuple[str, int, Metadata]
 
 
 class _RowCache:
-    """Recently returned rows by label, least recently used evicted first.
+    """Recently returned rows by label, least recently used evicted first, also found by document id.
 
-    Searches fill it while holding the graph's shared lock and commits empty it for the labels they change
+    Readers fill it while holding the graph's shared lock and commits empty it for the labels they change
     while holding the exclusive one, so a row read before a commit can never be stored after it. The
     metadata dicts are shared with the hits built from them: callers treat hit metadata as read-only.
     """
@@ -204,6 +204,7 @@ class _RowCache:
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._rows: OrderedDict[int, _CachedRow] = OrderedDict()
+        self._labels: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def get_many(self, labels: Iterable[int]) -> dict[int, _CachedRow]:
@@ -216,18 +217,36 @@ class _RowCache:
                     found[label] = row
         return found
 
+    def versions(self, ids: Iterable[str]) -> dict[str, int]:
+        """Cached live versions among `ids`; an id absent here may still be in the index, live or deleted."""
+        found: dict[str, int] = {}
+        with self._lock:
+            for doc_id in ids:
+                label = self._labels.get(doc_id)
+                if label is not None:
+                    self._rows.move_to_end(label)
+                    found[doc_id] = self._rows[label][1]
+        return found
+
     def put(self, label: int, row: _CachedRow) -> None:
         if self._capacity <= 0:
             return
         with self._lock:
             self._rows[label] = row
+            self._labels[row[0]] = label
             if len(self._rows) > self._capacity:
-                self._rows.popitem(last=False)
+                self._forget(*self._rows.popitem(last=False))
 
     def drop(self, labels: Iterable[int]) -> None:
         with self._lock:
             for label in labels:
-                self._rows.pop(label, None)
+                row = self._rows.pop(label, None)
+                if row is not None:
+                    self._forget(label, row)
+
+    def _forget(self, label: int, row: _CachedRow) -> None:
+        if self._labels.get(row[0]) == label:
+            del self._labels[row[0]]
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -453,13 +472,31 @@ class HnswIndex:
         return [found[doc_id] for doc_id in ids if doc_id in found]
 
     def versions(self, ids: Sequence[str]) -> dict[str, int]:
+        # A dual query asks for the versions of the old leg's hits on every call: the row cache answers for
+        # the hot documents, and the rows read for the rest go into it.
+        self._ensure_open()
+        wanted = list(dict.fromkeys(ids))
+        with self._graph_lock.shared():
+            result = self._rows.versions(wanted)
+            missing = [doc_id for doc_id in wanted if doc_id not in result]
+            if missing:
+                result.update(self._read_versions(missing))
+        return result
+
+    def _read_versions(self, ids: list[str]) -> dict[str, int]:
+        """Versions of `ids`, live or tombstoned, from SQLite; live rows are cached. Under the shared lock."""
         result: dict[str, int] = {}
         with self._reading() as conn:
-            for chunk in _chunks(list(dict.fromkeys(ids))):
+            for chunk in _chunks(ids):
                 rows = conn.execute(
-                    f"SELECT id, version FROM documents WHERE id IN ({_placeholders(chunk)})", chunk
+                    "SELECT id, version, label, deleted, metadata FROM documents"
+                    f" WHERE id IN ({_placeholders(chunk)})",
+                    chunk,
                 )
-                result.update((doc_id, version) for doc_id, version in rows)
+                for doc_id, version, label, deleted, metadata in rows:
+                    result[doc_id] = version
+                    if not deleted:
+                        self._rows.put(label, (doc_id, version, json.loads(metadata)))
         return result
 
     def scan(self, after_id: str | None, limit: int) -> list[StoredDocument]:
