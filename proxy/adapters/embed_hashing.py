@@ -9,6 +9,7 @@ a query embedded with seed 1 against vectors of seed 2 finds noise.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -51,16 +52,18 @@ class HashingEmbedder:
 
     def _embed_one(self, text: str) -> Vector:
         tokens = _TOKEN.findall(text.lower())
-        # One sum over cached per-token vectors rather than an addition per feature: the Python work per
-        # text is small, so the two legs of a dual query (and a backfill beside queries) do not take turns
-        # on the GIL for most of their time.
-        total = np.sum([self._token(token) for token in tokens], axis=0) if tokens else None
-        norm = 0.0 if total is None else float(np.linalg.norm(total))
-        if total is None or norm == 0.0:
-            # Text without word characters: a fixed direction keeps the vector valid and comparable.
-            total = self._feature("\x00empty")
-            norm = float(np.linalg.norm(total))
-        return (total / norm).astype(np.float32)
+        # Additions of one vector at a time and a sum of squares: numpy releases the GIL for stacked arrays
+        # and for dot products, and on a busy server every release is a handoff that costs more than the math.
+        total = self._token(tokens[0]).copy() if tokens else np.zeros(self._dim, dtype=np.float32)
+        for token in tokens[1:]:
+            total += self._token(token)
+        norm = math.sqrt(float(np.square(total).sum()))
+        if norm == 0.0:
+            # Text without word characters (or whose features cancel): a fixed direction keeps it valid.
+            total = self._feature("\x00empty").copy()
+            norm = math.sqrt(float(np.square(total).sum()))
+        total /= norm
+        return total
 
     def _token_vector(self, token: str) -> Vector:
         """The token's own feature plus its character trigrams' (which make inflections land nearby)."""
