@@ -194,6 +194,8 @@ def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig
     if updated.migration.backfill.rate_limit != previous.migration.backfill.rate_limit:
         controller.set_rate(updated.migration.backfill.rate_limit)
         log.info("config: backfill rate limit set to %g docs/s", updated.migration.backfill.rate_limit)
+    if updated.migration.backfill.embed_nice != previous.migration.backfill.embed_nice:
+        log.warning("config: `migration.backfill.embed_nice` changed; it takes effect after a restart")
     budget = updated.migration.backfill.latency_budget_ms
     if budget != previous.migration.backfill.latency_budget_ms:
         controller.set_latency_budget(budget)

@@ -144,7 +144,8 @@ class _HookedEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         vectors = self.inner.embed(texts)  # type: ignore[attr-defined]
-        if self.hook is not None and threading.current_thread().name == "backfill-under-test":
+        # Only the batch `_race` runs embeds with this wrapper (on the backfill's embedding thread).
+        if self.hook is not None:
             hook, self.hook = self.hook, None
             hook()  # type: ignore[operator]
         return vectors

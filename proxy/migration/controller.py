@@ -25,6 +25,7 @@ from proxy.migration.phases import (
     resume,
     transition,
 )
+from proxy.migration.priority import LowPriorityRunner
 from proxy.migration.retirement import STORAGE_KEY, StorageStatus, StorageTracker
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, MigrationRecord, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle, LatencyWindow
@@ -113,6 +114,7 @@ class MigrationController:
         self.throttle = AdaptiveThrottle(
             config.backfill.rate_limit, budget / 1000 if budget else None, latencies
         )
+        self._embedding_thread = LowPriorityRunner(config.backfill.embed_nice)
         self.backfiller = Backfiller(
             old,
             new,
@@ -122,6 +124,7 @@ class MigrationController:
             batch_size=config.backfill.batch_size,
             slice_size=config.backfill.slice_size,
             lease_ttl_s=config.backfill.lease_ttl_s,
+            run_embedding=self._embedding_thread.run,
         )
         self.backfiller.on_moved = self._retire_moved
         self._known: _Snapshot | None = None
@@ -399,6 +402,7 @@ class MigrationController:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self._embedding_thread.close()
 
     def _flush_now_and_then(self) -> None:
         """Saves both graphs every FLUSH_INTERVAL_S: restarts replay less, and storage counts the whole graph."""
