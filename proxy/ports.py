@@ -18,16 +18,6 @@ class Embedder(Protocol):
     @property
     def dim(self) -> int: ...
 
-    @property
-    def in_process(self) -> bool:
-        """True when calls do their work in this process and never wait on a server or the network.
-
-        Such a call cannot hang, only take CPU, so a query leg over it runs on the query's own thread: a pool
-        and a deadline buy nothing there (a thread cannot be stopped), and the hop to a pool costs more than
-        it saves (the GIL lets Python legs overlap little).
-        """
-        ...
-
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """One L2-normalized float32 vector per document text, in order."""
         ...
@@ -51,11 +41,6 @@ class VectorIndex(Protocol):
 
     @property
     def dim(self) -> int: ...
-
-    @property
-    def in_process(self) -> bool:
-        """True for an index kept in this process (see `Embedder.in_process`)."""
-        ...
 
     def upsert(self, records: Sequence[IndexRecord]) -> WriteResult:
         """Writes each record whose version is newer than what the index holds for its id."""

@@ -106,10 +106,6 @@ class OpenAIEmbedder:
         return self._dim
 
     @property
-    def in_process(self) -> bool:
-        return False
-
-    @property
     def url(self) -> str:
         return self._url
 

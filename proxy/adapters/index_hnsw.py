@@ -332,11 +332,6 @@ class HnswIndex:
     def dim(self) -> int:
         return self._dim
 
-    @property
-    def in_process(self) -> bool:
-        # Searches wait only for a commit's exclusive section, never for I/O of unbounded length.
-        return True
-
     # ---- writes -------------------------------------------------------------------------------------------
 
     def upsert(self, records: Sequence[IndexRecord]) -> WriteResult:

@@ -145,10 +145,6 @@ class PgVectorIndex:
         return self._dim
 
     @property
-    def in_process(self) -> bool:
-        return False
-
-    @property
     def table(self) -> str:
         return self._table_name
 

@@ -1,4 +1,4 @@
-"""Runs a query's legs: in-process ones on the calling thread, the others concurrently under a deadline."""
+"""Runs query legs concurrently, each under its own deadline, and collects what came back in time."""
 
 from __future__ import annotations
 
@@ -91,25 +91,18 @@ def fan_out(
 ) -> list[LegResult]:
     """One result per leg, in order; a leg that raises or misses the deadline comes back with `error` set.
 
-    With `inline`, a leg runs on the calling thread when it cannot hang: when it is the only one (there is
-    nothing to overlap or fall back to) or when it runs in this process. Legs that wait on a server go to
-    their index's pool first, so they proceed while the inline legs run, and are cut at the deadline.
+    With `inline`, a single leg runs on the calling thread: there is nothing to overlap or fall back to, and
+    a hop to a pool would only add latency to the common no-migration path.
     """
+    if len(legs) == 1 and inline:
+        return [_run_guarded(legs[0], tracer)]
     started = time.monotonic()
-    pooled = [not inline or (len(legs) > 1 and not leg.binding.in_process) for leg in legs]
+    # Each leg runs in a copy of the caller's context, so its span is a child of the query's span.
     futures = [
-        _submit(leg, pools, tracer) if to_pool else None for leg, to_pool in zip(legs, pooled, strict=True)
+        pools.for_index(leg.binding.name).submit(contextvars.copy_context().run, run_leg, leg, tracer)
+        for leg in legs
     ]
-    ran = {n: _run_guarded(leg, tracer) for n, leg in enumerate(legs) if futures[n] is None}
-    return [
-        ran[n] if future is None else _collect(future, leg, started + timeout_s)
-        for n, (leg, future) in enumerate(zip(legs, futures, strict=True))
-    ]
-
-
-def _submit(leg: LegRequest, pools: LegPools, tracer: Tracer) -> Future[LegResult]:
-    # In a copy of the caller's context, so the leg's span is a child of the query's span.
-    return pools.for_index(leg.binding.name).submit(contextvars.copy_context().run, run_leg, leg, tracer)
+    return [_collect(f, leg, started + timeout_s) for f, leg in zip(futures, legs, strict=True)]
 
 
 def _collect(future: Future[LegResult], leg: LegRequest, deadline: float) -> LegResult:
