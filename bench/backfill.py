@@ -85,6 +85,10 @@ class Throughput:
     def passed(self) -> bool:
         return self.ratio >= TARGET_THROUGHPUT_RATIO
 
+    def stage_ratio(self, insert_docs_per_s: float) -> float:
+        """Backfill rate over embedding and inserting each batch one after the other, with nothing else."""
+        return ratio(self.backfill_docs_per_s, 1 / (1 / self.embed_docs_per_s + 1 / insert_docs_per_s))
+
 
 @dataclass(frozen=True)
 class Throttled:

@@ -92,6 +92,10 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         figures[f"embed_docs_per_s_{name}"] = variant.throughput.embed_docs_per_s
         figures[f"backfill_docs_per_s_{name}"] = variant.throughput.backfill_docs_per_s
         figures[f"backfill_embed_ratio_{name}"] = variant.throughput.ratio
+        if run.base:
+            figures[f"backfill_stage_ratio_{name}"] = variant.throughput.stage_ratio(
+                run.base.insert_docs_per_s
+            )
         figures[f"throttled_p99_ratio_{name}"] = variant.throttled.p99_ratio
     for policy, row in storage.items():
         figures[f"storage_peak_ratio_{policy}"] = row.peak_ratio
