@@ -18,6 +18,17 @@ class Embedder(Protocol):
     @property
     def dim(self) -> int: ...
 
+    @property
+    def in_process(self) -> bool:
+        """True when calls do their work in this process and never wait on a server or the network.
+
+        A query leg over an in-process embedder and index runs on the query's own thread: its waits are
+        bounded (the index gives up on a busy graph at the leg's deadline; a local model waits at most for
+        the batch it is embedding), and a hop to a pool costs more CPU than it saves, since under the GIL
+        two Python legs overlap little.
+        """
+        ...
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """One L2-normalized float32 vector per document text, in order."""
         ...
@@ -42,6 +53,12 @@ class VectorIndex(Protocol):
     @property
     def dim(self) -> int: ...
 
+    @property
+    def in_process(self) -> bool:
+        """True for an index kept in this process, which honours `search(timeout_s=...)` (see
+        `Embedder.in_process`)."""
+        ...
+
     def upsert(self, records: Sequence[IndexRecord]) -> WriteResult:
         """Writes each record whose version is newer than what the index holds for its id."""
         ...
@@ -59,9 +76,19 @@ class VectorIndex(Protocol):
         ...
 
     def search(
-        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+        self,
+        vector: Vector,
+        k: int,
+        where: Metadata | None = None,
+        *,
+        include_text: bool = False,
+        timeout_s: float | None = None,
     ) -> list[Hit]:
         """Approximate top-k live documents by similarity, best first, matching every `where` pair.
+
+        With `timeout_s`, an index that runs in this process raises TimeoutError rather than wait longer than
+        that for other work (a write holding its graph): such a leg runs on the query's thread, where nothing
+        else could cut it. Indexes behind a server may ignore it; the fan-out cuts their legs in its pools.
 
         Hits carry the document text only with `include_text`; without it `text` is empty, which spares the
         index reading texts nobody asked for.

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -701,3 +702,31 @@ def test_row_cache_is_bounded_and_can_be_turned_off(tmp_path: Path) -> None:
             assert len(index.search(vector, k=10)) == 10
         assert len(index._rows) == size
         index.close()
+
+
+def test_a_search_gives_up_at_its_timeout_while_a_write_holds_the_graph(tmp_path: Path) -> None:
+    index = HnswIndex("busy", DIM, tmp_path)
+    vectors = unit_vectors(10, seed=34)
+    ids = doc_ids(10)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with index._graph_lock.exclusive():
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="a write held the graph longer than the 100 ms"):
+            index.search(vectors[0], k=3, timeout_s=0.1)
+        assert time.monotonic() - started < 5, "the search waited for the write instead of giving up"
+        assert index.versions(ids[:3]) == dict.fromkeys(ids[:3], 1), "versions() reads around a busy graph"
+    finally:
+        release.set()
+        thread.join()
+    assert index.search(vectors[0], k=1, timeout_s=0.1)[0].id == ids[0]
+    index.close()

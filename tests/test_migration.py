@@ -140,6 +140,7 @@ class _HookedEmbedder:
         self.hook = hook
         self.model = inner.model  # type: ignore[attr-defined]
         self.dim = inner.dim  # type: ignore[attr-defined]
+        self.in_process = True
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         vectors = self.inner.embed(texts)  # type: ignore[attr-defined]

@@ -103,7 +103,7 @@ class _BrokenEmbedder:
     """A new model that ignores the text: every document lands on a random point."""
 
     def __init__(self, model: str, dim: int) -> None:
-        self.model, self.dim = model, dim
+        self.model, self.dim, self.in_process = model, dim, True
         self._rng = np.random.default_rng(0)
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -102,6 +103,10 @@ def test_caller_vector_is_searched_only_in_its_models_index(app: App) -> None:
 
 
 class _FailingIndex:
+    """An index behind a network (as pgvector is): its slowness is a wait a deadline can cut."""
+
+    in_process = False
+
     def __init__(self, inner: object, delay_s: float = 0.0, error: bool = True) -> None:
         self._inner, self._delay_s, self._error = inner, delay_s, error
 
@@ -115,14 +120,45 @@ class _FailingIndex:
         return self._inner.search(*args, **kwargs)  # type: ignore[attr-defined]
 
 
+class _ThreadRecordingIndex:
+    def __init__(self, inner: object, threads: list[threading.Thread]) -> None:
+        self._inner, self._threads = inner, threads
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def search(self, *args: object, **kwargs: object) -> object:
+        self._threads.append(threading.current_thread())
+        return self._inner.search(*args, **kwargs)  # type: ignore[attr-defined]
+
+
 def _break_leg(app: App, name: str, **how: object) -> None:
+    _swap_index(app, name, _FailingIndex(app.bindings[name].index, **how))
+
+
+def _swap_index(app: App, name: str, index: object) -> None:
     assert app.controller is not None
-    binding = app.bindings[name]
-    broken = replace(binding, index=_FailingIndex(binding.index, **how))  # type: ignore[arg-type]
+    swapped = replace(app.bindings[name], index=index)  # type: ignore[arg-type]
     if name == "idx-b":
-        app.controller.new = broken
+        app.controller.new = swapped
     else:
-        app.controller.old = broken
+        app.controller.old = swapped
+
+
+def test_in_process_legs_run_on_the_query_thread_and_remote_ones_in_their_pool(app: App) -> None:
+    docs = _half_migrated(app)
+    threads: list[threading.Thread] = []
+    _swap_index(app, "idx-a", _ThreadRecordingIndex(app.bindings["idx-a"].index, threads))
+    _swap_index(app, "idx-b", _ThreadRecordingIndex(app.bindings["idx-b"].index, threads))
+    outcome = _query(app, docs[30].text, RoutingMode.DUAL)
+    assert {h.index for h in outcome.hits} == {"idx-a", "idx-b"}  # type: ignore[attr-defined]
+    assert threads == [threading.current_thread()] * 2, "two hnswlib legs need no pool thread"
+
+    threads.clear()
+    _break_leg(app, "idx-a", delay_s=0.0, error=False)  # now behind a "network"
+    _swap_index(app, "idx-a", _ThreadRecordingIndex(app.controller.old.index, threads))  # type: ignore[union-attr]
+    _query(app, docs[30].text, RoutingMode.DUAL)
+    assert sorted(t is threading.current_thread() for t in threads) == [False, True]
 
 
 def test_a_failing_leg_degrades_the_answer_instead_of_failing_it(app: App) -> None:

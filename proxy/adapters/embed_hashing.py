@@ -40,6 +40,10 @@ class HashingEmbedder:
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def in_process(self) -> bool:
+        return True
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         return [self._embed_one(text) for text in texts]
 

@@ -106,6 +106,10 @@ class OpenAIEmbedder:
         return self._dim
 
     @property
+    def in_process(self) -> bool:
+        return False
+
+    @property
     def url(self) -> str:
         return self._url
 

@@ -63,6 +63,10 @@ class E5SmallEmbedder:
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def in_process(self) -> bool:
+        return True
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embeds documents ("passage: " prefix); vectors are L2-normalized by the engine."""
         return self._run(texts, self._e5.passage)
@@ -117,6 +121,10 @@ class MiniLMEmbedder:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def in_process(self) -> bool:
+        return True
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embeds texts (mean pooling, then L2-normalized); texts past 256 tokens are truncated."""

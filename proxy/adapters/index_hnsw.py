@@ -39,6 +39,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -159,14 +160,19 @@ class _SharedExclusiveLock:
         self._exclusive_waiting = 0
         self._shared_side = _SharedSide(self)
 
-    def shared(self) -> AbstractContextManager[None]:
-        return self._shared_side
+    def shared(self, timeout_s: float | None = None) -> AbstractContextManager[None]:
+        """The shared side; with `timeout_s`, entering raises TimeoutError after waiting that long."""
+        return self._shared_side if timeout_s is None else _SharedSide(self, timeout_s)
 
-    def acquire_shared(self) -> None:
+    def acquire_shared(self, timeout_s: float | None = None) -> bool:
         with self._cond:
-            while self._exclusive or self._exclusive_waiting:
-                self._cond.wait()
+            if not self._free_for_shared() and not self._cond.wait_for(self._free_for_shared, timeout_s):
+                return False
             self._shared += 1
+        return True
+
+    def _free_for_shared(self) -> bool:
+        return not (self._exclusive or self._exclusive_waiting)
 
     def release_shared(self) -> None:
         with self._cond:
@@ -253,11 +259,16 @@ class _RowCache:
 
 
 class _SharedSide(AbstractContextManager[None]):
-    def __init__(self, lock: _SharedExclusiveLock) -> None:
+    def __init__(self, lock: _SharedExclusiveLock, timeout_s: float | None = None) -> None:
         self._lock = lock
+        self._timeout_s = timeout_s
 
     def __enter__(self) -> None:
-        self._lock.acquire_shared()
+        if not self._lock.acquire_shared(self._timeout_s):
+            assert self._timeout_s is not None
+            raise TimeoutError(
+                f"a write held the graph longer than the {self._timeout_s * 1000:.0f} ms this search had left"
+            )
 
     def __exit__(self, *exc_info: object) -> None:
         self._lock.release_shared()
@@ -331,6 +342,11 @@ class HnswIndex:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def in_process(self) -> bool:
+        # Searches wait only for a commit's exclusive section, never for I/O of unbounded length.
+        return True
 
     # ---- writes -------------------------------------------------------------------------------------------
 
@@ -476,15 +492,22 @@ class HnswIndex:
         # the hot documents, and the rows read for the rest go into it.
         self._ensure_open()
         wanted = list(dict.fromkeys(ids))
-        with self._graph_lock.shared():
+        # Never waits for a write: a query's merge asks, and a commit may hold the graph for a while. Busy,
+        # it reads SQLite without filling the cache, whose rows may only be stored under the shared lock.
+        if not self._graph_lock.acquire_shared(timeout_s=0):
+            return self._read_versions(wanted, cache=False)
+        try:
             result = self._rows.versions(wanted)
             missing = [doc_id for doc_id in wanted if doc_id not in result]
             if missing:
-                result.update(self._read_versions(missing))
+                result.update(self._read_versions(missing, cache=True))
+        finally:
+            self._graph_lock.release_shared()
         return result
 
-    def _read_versions(self, ids: list[str]) -> dict[str, int]:
-        """Versions of `ids`, live or tombstoned, from SQLite; live rows are cached. Under the shared lock."""
+    def _read_versions(self, ids: list[str], *, cache: bool) -> dict[str, int]:
+        """Versions of `ids`, live or tombstoned, from SQLite; with `cache` (under the shared lock only), live
+        rows go into the row cache."""
         result: dict[str, int] = {}
         with self._reading() as conn:
             for chunk in _chunks(ids):
@@ -495,7 +518,7 @@ class HnswIndex:
                 )
                 for doc_id, version, label, deleted, metadata in rows:
                     result[doc_id] = version
-                    if not deleted:
+                    if cache and not deleted:
                         self._rows.put(label, (doc_id, version, json.loads(metadata)))
         return result
 
@@ -528,15 +551,23 @@ class HnswIndex:
     # ---- search -------------------------------------------------------------------------------------------
 
     def search(
-        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+        self,
+        vector: Vector,
+        k: int,
+        where: Metadata | None = None,
+        *,
+        include_text: bool = False,
+        timeout_s: float | None = None,
     ) -> list[Hit]:
         self._ensure_open()
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
+        # The only wait in a search is for a commit's exclusive section; the rest is bounded CPU work.
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         if where and self._count_matching(where) <= _EXACT_FILTER_LIMIT:
-            return self._exact(query, k, where, include_text)
-        return self._approximate(query, k, where or None, include_text)
+            return self._exact(query, k, where, include_text, deadline)
+        return self._approximate(query, k, where or None, include_text, deadline)
 
     def exact_search(
         self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
@@ -547,8 +578,10 @@ class HnswIndex:
             return []
         return self._exact(query, k, where, include_text)
 
-    def _approximate(self, query: Vector, k: int, where: Metadata | None, include_text: bool) -> list[Hit]:
-        with self._graph_lock.shared():
+    def _approximate(
+        self, query: Vector, k: int, where: Metadata | None, include_text: bool, deadline: float | None
+    ) -> list[Hit]:
+        with self._graph_lock.shared(_left(deadline)):
             allowed = self._labels_matching(where) if where else None
             wanted = min(k, self._live_count if allowed is None else len(allowed))
             if wanted == 0:
@@ -563,9 +596,11 @@ class HnswIndex:
                 # hnswlib's distance is 1 - similarity in both spaces.
                 scores = (1.0 - distances[0].astype(np.float64)).tolist()
                 return self._hits(labels[0].tolist(), scores, include_text)
-        return self._exact(query, k, where, include_text)
+        return self._exact(query, k, where, include_text, deadline)
 
-    def _exact(self, query: Vector, k: int, where: Metadata | None, include_text: bool) -> list[Hit]:
+    def _exact(
+        self, query: Vector, k: int, where: Metadata | None, include_text: bool, deadline: float | None = None
+    ) -> list[Hit]:
         if self._space == "cosine":
             query = _unit_rows(query[None, :])[0]
         best_labels = np.empty(0, dtype=np.int64)
@@ -578,7 +613,7 @@ class HnswIndex:
             keep = _top(scores, k)
             best_labels, best_scores = labels[keep], scores[keep]
         order = np.argsort(-best_scores, kind="stable")
-        with self._graph_lock.shared():
+        with self._graph_lock.shared(_left(deadline)):
             return self._hits(best_labels[order].tolist(), best_scores[order].tolist(), include_text)
 
     def _live_vectors(self, where: Metadata | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -988,6 +1023,10 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _chunks(items: list[_T], size: int = _IN_CHUNK) -> Iterable[list[_T]]:

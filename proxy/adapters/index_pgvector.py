@@ -145,6 +145,10 @@ class PgVectorIndex:
         return self._dim
 
     @property
+    def in_process(self) -> bool:
+        return False
+
+    @property
     def table(self) -> str:
         return self._table_name
 
@@ -242,7 +246,13 @@ class PgVectorIndex:
             return [_document(row) for row in conn.execute(query, params)]
 
     def search(
-        self, vector: Vector, k: int, where: Metadata | None = None, *, include_text: bool = False
+        self,
+        vector: Vector,
+        k: int,
+        where: Metadata | None = None,
+        *,
+        include_text: bool = False,
+        timeout_s: float | None = None,  # legs over PostgreSQL run in a pool, which cuts them at the deadline
     ) -> list[Hit]:
         query = self._checked_vector(vector, "the query")
         if k <= 0:

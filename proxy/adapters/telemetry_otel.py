@@ -62,6 +62,10 @@ class TracedEmbedder:
     def dim(self) -> int:
         return self._inner.dim
 
+    @property
+    def in_process(self) -> bool:
+        return self._inner.in_process
+
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         with self._tracer.span("switchyard.embed", {"model": self._inner.model, "batch": len(texts)}):
             return self._inner.embed(texts)

@@ -22,6 +22,11 @@ class IndexBinding:
     def model(self) -> str:
         return self.embedder.model
 
+    @property
+    def in_process(self) -> bool:
+        """A query leg over this binding neither waits on a server for its vector nor for its hits."""
+        return self.index.in_process and self.embedder.in_process
+
     def records_for(self, documents: Sequence[DocumentInput], versions: Sequence[int]) -> list[IndexRecord]:
         """Index records for this binding: caller vectors of this model are kept, the rest embedded from text."""
         to_embed = [d.text for d in documents if not self._has_own_vector(d)]

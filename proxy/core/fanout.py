@@ -1,4 +1,4 @@
-"""Runs query legs concurrently, each under its own deadline, and collects what came back in time."""
+"""Runs a query's legs: in-process ones on the calling thread, the others concurrently under a deadline."""
 
 from __future__ import annotations
 
@@ -39,12 +39,14 @@ class LegResult:
         return not self.error
 
 
-def run_leg(leg: LegRequest, tracer: Tracer = NOOP_TRACER) -> LegResult:
+def run_leg(leg: LegRequest, tracer: Tracer = NOOP_TRACER, timeout_s: float | None = None) -> LegResult:
     with tracer.span("switchyard.leg", {"index": leg.binding.name, "model": leg.binding.model}) as span:
         started = time.perf_counter()
         try:
             vector = leg.vector if leg.vector is not None else leg.binding.embedder.embed_query([leg.text])[0]
-            hits = leg.binding.index.search(vector, leg.k, leg.where, include_text=leg.include_text)
+            hits = leg.binding.index.search(
+                vector, leg.k, leg.where, include_text=leg.include_text, timeout_s=timeout_s
+            )
         except Exception as exc:
             span.set_attribute("error", f"{type(exc).__name__}: {exc}")
             raise
@@ -91,18 +93,32 @@ def fan_out(
 ) -> list[LegResult]:
     """One result per leg, in order; a leg that raises or misses the deadline comes back with `error` set.
 
-    With `inline`, a single leg runs on the calling thread: there is nothing to overlap or fall back to, and
-    a hop to a pool would only add latency to the common no-migration path.
+    With `inline`, a leg runs on the calling thread when it is the only one (there is nothing to overlap or
+    fall back to: it waits as long as it takes) or when it runs in this process; such a leg next to others
+    gets what is left of the deadline and its index gives up waiting for writes then. Legs that wait on a
+    server go to their index's pool first, so they proceed while the inline legs run, and are cut at the
+    deadline here.
     """
-    if len(legs) == 1 and inline:
-        return [_run_guarded(legs[0], tracer)]
-    started = time.monotonic()
-    # Each leg runs in a copy of the caller's context, so its span is a child of the query's span.
+    deadline = time.monotonic() + timeout_s
+    pooled = [not inline or (len(legs) > 1 and not leg.binding.in_process) for leg in legs]
     futures = [
-        pools.for_index(leg.binding.name).submit(contextvars.copy_context().run, run_leg, leg, tracer)
-        for leg in legs
+        _submit(leg, pools, tracer) if to_pool else None for leg, to_pool in zip(legs, pooled, strict=True)
     ]
-    return [_collect(f, leg, started + timeout_s) for f, leg in zip(futures, legs, strict=True)]
+    bounded = len(legs) > 1
+    ran = {
+        n: _run_guarded(leg, tracer, deadline if bounded else None)
+        for n, leg in enumerate(legs)
+        if futures[n] is None
+    }
+    return [
+        ran[n] if future is None else _collect(future, leg, deadline)
+        for n, (leg, future) in enumerate(zip(legs, futures, strict=True))
+    ]
+
+
+def _submit(leg: LegRequest, pools: LegPools, tracer: Tracer) -> Future[LegResult]:
+    # In a copy of the caller's context, so the leg's span is a child of the query's span.
+    return pools.for_index(leg.binding.name).submit(contextvars.copy_context().run, run_leg, leg, tracer)
 
 
 def _collect(future: Future[LegResult], leg: LegRequest, deadline: float) -> LegResult:
@@ -115,9 +131,9 @@ def _collect(future: Future[LegResult], leg: LegRequest, deadline: float) -> Leg
         return _failed(leg, f"{type(exc).__name__}: {exc}")
 
 
-def _run_guarded(leg: LegRequest, tracer: Tracer) -> LegResult:
+def _run_guarded(leg: LegRequest, tracer: Tracer, deadline: float | None) -> LegResult:
     try:
-        return run_leg(leg, tracer)
+        return run_leg(leg, tracer, None if deadline is None else max(0.0, deadline - time.monotonic()))
     except Exception as exc:  # same contract as the concurrent path
         return _failed(leg, f"{type(exc).__name__}: {exc}")
 

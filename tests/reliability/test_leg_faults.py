@@ -32,7 +32,6 @@ class FlakyIndex:
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self.search_delay_s = 0.0
         self.fail_searches = False
         self.fail_writes = False
         self.failed_writes = 0
@@ -40,8 +39,21 @@ class FlakyIndex:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+    def hold_graph(self, seconds: float) -> threading.Thread:
+        """Slows searches as a real hnswlib index is slowed: a write holding its graph, here for `seconds`."""
+        held = threading.Event()
+
+        def writer() -> None:
+            with self._inner._graph_lock.exclusive():
+                held.set()
+                time.sleep(seconds)
+
+        thread = threading.Thread(target=writer, name="graph-holder")
+        thread.start()
+        held.wait()
+        return thread
+
     def search(self, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(self.search_delay_s)
         if self.fail_searches:
             raise ConnectionError("index leg down")
         return self._inner.search(*args, **kwargs)
@@ -122,11 +134,14 @@ def test_a_slow_or_failing_leg_is_routed_around_within_the_deadline(app: App, le
     docs = load_corpus(app, 200)
     app.controller.start()
     flaky = _flaky(app, leg)
+    holder = None
     if fault == "slow":
-        flaky.search_delay_s = 1.0
+        holder = flaky.hold_graph(3.5)  # outlasts the queries below
     else:
         flaky.fail_searches = True
     answers = _concurrent_queries(app, [d.text for d in docs[:40]], threads=8, duration_s=3.0)
+    if holder is not None:
+        holder.join()
     errors = [a.error for a in answers if a.error]
     slowest = max(a.seconds for a in answers)
     healthy = ({"idx-a", "idx-b"} - {leg}).pop()
@@ -144,7 +159,7 @@ def test_a_slow_or_failing_leg_is_routed_around_within_the_deadline(app: App, le
     assert not errors, errors[:3]
     assert all(a.failed_legs == (leg,) for a in answers), "every answer says which leg failed"
     assert all(a.indexes <= {healthy} for a in answers), "hits come from the healthy leg only"
-    # The deadline plus scheduling slack on a busy 2-core machine; a leg waited for would take 1 s.
+    # The deadline plus scheduling slack on a busy 2-core machine; a leg waited for would take seconds.
     assert slowest < LEG_TIMEOUT_MS / 1000 + 0.6, f"an answer took {slowest:.2f}s"
 
 
