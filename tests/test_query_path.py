@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -145,20 +146,29 @@ def _swap_index(app: App, name: str, index: object) -> None:
         app.controller.old = swapped
 
 
-def test_in_process_legs_run_on_the_query_thread_and_remote_ones_in_their_pool(app: App) -> None:
-    docs = _half_migrated(app)
-    threads: list[threading.Thread] = []
-    _swap_index(app, "idx-a", _ThreadRecordingIndex(app.bindings["idx-a"].index, threads))
-    _swap_index(app, "idx-b", _ThreadRecordingIndex(app.bindings["idx-b"].index, threads))
-    outcome = _query(app, docs[30].text, RoutingMode.DUAL)
-    assert {h.index for h in outcome.hits} == {"idx-a", "idx-b"}  # type: ignore[attr-defined]
-    assert threads == [threading.current_thread()] * 2, "two hnswlib legs need no pool thread"
+@pytest.mark.parametrize(("cores", "on_caller"), [(1, (2, 1)), (8, (1, 0))])
+def test_in_process_legs_run_on_the_query_thread_unless_cores_are_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, on_caller: tuple[int, int]
+) -> None:
+    # One query in flight: on one core nothing is idle, on eight the second hnswlib leg may overlap the first.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    app = in_process_app(migration_config(tmp_path / "data"))
+    try:
+        docs = _half_migrated(app)
+        threads: list[threading.Thread] = []
+        _swap_index(app, "idx-a", _ThreadRecordingIndex(app.bindings["idx-a"].index, threads))
+        _swap_index(app, "idx-b", _ThreadRecordingIndex(app.bindings["idx-b"].index, threads))
+        outcome = _query(app, docs[30].text, RoutingMode.DUAL)
+        assert {h.index for h in outcome.hits} == {"idx-a", "idx-b"}  # type: ignore[attr-defined]
+        assert sum(t is threading.current_thread() for t in threads) == on_caller[0]
 
-    threads.clear()
-    _break_leg(app, "idx-a", delay_s=0.0, error=False)  # now behind a "network"
-    _swap_index(app, "idx-a", _ThreadRecordingIndex(app.controller.old.index, threads))  # type: ignore[union-attr]
-    _query(app, docs[30].text, RoutingMode.DUAL)
-    assert sorted(t is threading.current_thread() for t in threads) == [False, True]
+        threads.clear()
+        _break_leg(app, "idx-a", delay_s=0.0, error=False)  # now behind a "network": always in its pool
+        _swap_index(app, "idx-a", _ThreadRecordingIndex(app.controller.old.index, threads))  # type: ignore[union-attr]
+        _query(app, docs[30].text, RoutingMode.DUAL)
+        assert len(threads) == 2 and sum(t is threading.current_thread() for t in threads) == on_caller[1]
+    finally:
+        app.close()
 
 
 def test_a_failing_leg_degrades_the_answer_instead_of_failing_it(app: App) -> None:

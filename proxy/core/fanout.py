@@ -90,6 +90,7 @@ def fan_out(
     tracer: Tracer = NOOP_TRACER,
     *,
     inline: bool = True,
+    spare_cores: bool = False,
 ) -> list[LegResult]:
     """One result per leg, in order; a leg that raises or misses the deadline comes back with `error` set.
 
@@ -97,10 +98,14 @@ def fan_out(
     fall back to: it waits as long as it takes) or when it runs in this process; such a leg next to others
     gets what is left of the deadline and its index gives up waiting for writes then. Legs that wait on a
     server go to their index's pool first, so they proceed while the inline legs run, and are cut at the
-    deadline here.
+    deadline here. With `spare_cores`, in-process legs after the first go to their pools too, to run beside
+    it on cores that would idle otherwise; on a busy machine that hop only adds work, so callers say when.
     """
     deadline = time.monotonic() + timeout_s
-    pooled = [not inline or (len(legs) > 1 and not leg.binding.in_process) for leg in legs]
+    pooled = [
+        not inline or (len(legs) > 1 and (not leg.binding.in_process or (spare_cores and n > 0)))
+        for n, leg in enumerate(legs)
+    ]
     futures = [
         _submit(leg, pools, tracer) if to_pool else None for leg, to_pool in zip(legs, pooled, strict=True)
     ]
