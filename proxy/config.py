@@ -190,7 +190,8 @@ class BackfillConfig(_Strict):
     lease_ttl_s: Annotated[float, Field(gt=0)] = 15.0
     slice_size: Annotated[int, Field(gt=0)] = 2_000
     embed_nice: Annotated[int, Field(ge=0, le=19)] = 19
-    """Niceness added to the thread that embeds backfill batches (Linux), so queries get the cores first; 0: off."""
+    """Niceness added to the thread on which a local new model (e5-small, minilm) embeds backfill batches
+    (Linux), so queries get the cores first; 0: normal priority."""
 
 
 class LazyConfig(_Strict):

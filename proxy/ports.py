@@ -22,10 +22,10 @@ class Embedder(Protocol):
     def in_process(self) -> bool:
         """True when calls do their work in this process and never wait on a server or the network.
 
-        A query leg over an in-process embedder and index runs on the query's own thread: its waits are
-        bounded (the index gives up on a busy graph at the leg's deadline; a local model waits at most for
-        the batch it is embedding), and a hop to a pool costs more CPU than it saves, since under the GIL
-        two Python legs overlap little.
+        A query leg over an in-process embedder and index runs on the query's own thread unless a core is
+        idle: its waits are bounded (the index gives up on a busy graph at the leg's deadline; a local model
+        waits only for other queries' calls, the backfill having its own instance), and a hop to a pool
+        costs more CPU than it saves on a busy machine, since under the GIL two Python legs overlap little.
         """
         ...
 

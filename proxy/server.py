@@ -9,7 +9,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,20 +31,22 @@ from proxy.core.model import RoutingMode
 from proxy.core.service import Limits, QueryObserver, QueryOutcome, VectorService
 from proxy.core.topology import StaticTopology, Topology
 from proxy.core.tracing import NOOP_TRACER
+from proxy.cpu import available_cores
 from proxy.errors import ConfigError
 from proxy.migration.controller import MigrationController
+from proxy.migration.priority import BackfillEmbedder
 from proxy.migration.promoter import Promoter
 from proxy.migration.query_stats import QueryStats
 from proxy.migration.shadow import ShadowRecorder
 from proxy.migration.state import MigrationRecord
 from proxy.migration.throttle import LatencyWindow
 from proxy.migration.validation import load_golden_set
-from proxy.ports import StateStore
+from proxy.ports import Embedder, StateStore
 from proxy.telemetry_gauges import GAUGES, gauges
 from proxy.transport.admin_service import AdminServicer
 from proxy.transport.auth import ADMIN_PREFIX, DATA_PREFIX, BearerTokenInterceptor
 from proxy.transport.vector_service import VectorServicer
-from proxy.wiring import build_bindings, build_state
+from proxy.wiring import build_backfill_embedder, build_bindings, build_state
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +89,14 @@ class App:
 def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor] = ()) -> App:
     telemetry = _telemetry(config, span_processors)
     tracer = telemetry.tracer if telemetry and telemetry.tracer else None
-    bindings = build_bindings(config, (lambda e: TracedEmbedder(e, tracer)) if tracer else (lambda e: e))
+    wrap: Callable[[Embedder], Embedder] = (lambda e: TracedEmbedder(e, tracer)) if tracer else (lambda e: e)
+    bindings = build_bindings(config, wrap)
     state = build_state(config.state, config.data_dir)
     # A state store that lost its counter (Redis without persistence, a new namespace) must never hand out a
     # version the indexes already hold: every write would then be rejected as stale.
     state.advance_versions(max(b.index.max_version() for b in bindings.values()))
     latencies = LatencyWindow()
-    controller = _controller(config, bindings, state, latencies)
+    controller = _controller(config, bindings, state, latencies, build_backfill_embedder(config, wrap))
     topology: Topology = controller or StaticTopology(bindings[config.serving_index])
     executor = ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="switchyard")
     limits = Limits(
@@ -123,6 +126,7 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
         shadow_sink=shadow.record,
         observer=_observe_all(observers),
         tracer=tracer or NOOP_TRACER,
+        cores=available_cores(),
     )
     app = App(
         config,
@@ -203,7 +207,11 @@ def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig
 
 
 def _controller(
-    config: SwitchyardConfig, bindings: dict[str, IndexBinding], state: StateStore, latencies: LatencyWindow
+    config: SwitchyardConfig,
+    bindings: dict[str, IndexBinding],
+    state: StateStore,
+    latencies: LatencyWindow,
+    backfill_embedder: BackfillEmbedder | None,
 ) -> MigrationController | None:
     if config.migration is None:
         return None
@@ -217,6 +225,7 @@ def _controller(
         config.query.traffic_percent,
         RoutingMode(config.query.new_path),
         latencies,
+        backfill_embedder,
     )
 
 

@@ -23,6 +23,7 @@ from proxy.config import (
     SwitchyardConfig,
 )
 from proxy.core.binding import IndexBinding
+from proxy.migration.priority import BackfillEmbedder
 from proxy.ports import Embedder, StateStore, VectorIndex
 
 
@@ -98,3 +99,20 @@ def build_bindings(
         index = build_index(name, index_config, embedder.dim, config.data_dir)
         bindings[name] = IndexBinding(index, embedder)
     return bindings
+
+
+def build_backfill_embedder(
+    config: SwitchyardConfig, wrap: Callable[[Embedder], Embedder] = lambda e: e
+) -> BackfillEmbedder | None:
+    """The backfill's own instance of the new index's model when that is a local model (see BackfillEmbedder).
+
+    Hashing computes in Python, holding the GIL, and an HTTP embedder waits on a server: both share the
+    query path's instance and run at normal priority.
+    """
+    if config.migration is None:
+        return None
+    name = config.indexes[config.migration.new_index].model
+    model = config.models[name]
+    if not isinstance(model, E5SmallModelConfig | MiniLMModelConfig):
+        return None
+    return BackfillEmbedder(wrap(build_embedder(name, model)), config.migration.backfill.embed_nice)

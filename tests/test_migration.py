@@ -144,7 +144,7 @@ class _HookedEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         vectors = self.inner.embed(texts)  # type: ignore[attr-defined]
-        # Only the batch `_race` runs embeds with this wrapper (on the backfill's embedding thread).
+        # Only the batch `_race` runs embeds with this wrapper.
         if self.hook is not None:
             hook, self.hook = self.hook, None
             hook()  # type: ignore[operator]

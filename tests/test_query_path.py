@@ -18,7 +18,7 @@ from proxy.config import load_config
 from proxy.config_watch import ConfigWatcher
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
-from proxy.errors import Unavailable
+from proxy.errors import InvalidArgument, Unavailable
 from proxy.server import App, apply_reload
 from tests.migration_support import drain, in_process_app, load_corpus, migration_config
 
@@ -146,15 +146,17 @@ def _swap_index(app: App, name: str, index: object) -> None:
         app.controller.old = swapped
 
 
-@pytest.mark.parametrize(("cores", "on_caller"), [(1, (2, 1)), (8, (1, 0))])
+@pytest.mark.parametrize(("cores", "on_caller"), [(1, (2, 1)), (2, (1, 0))])
 def test_in_process_legs_run_on_the_query_thread_unless_cores_are_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, on_caller: tuple[int, int]
 ) -> None:
-    # One query in flight: on one core nothing is idle, on eight the second hnswlib leg may overlap the first.
+    # One query in flight: on one core nothing is idle, on two the second hnswlib leg may overlap the first.
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     app = in_process_app(migration_config(tmp_path / "data"))
     try:
         docs = _half_migrated(app)
+        with pytest.raises(InvalidArgument):
+            _query(app, docs[30].text, RoutingMode.DUAL, k=0)  # must not stay counted as in flight
         threads: list[threading.Thread] = []
         _swap_index(app, "idx-a", _ThreadRecordingIndex(app.bindings["idx-a"].index, threads))
         _swap_index(app, "idx-b", _ThreadRecordingIndex(app.bindings["idx-b"].index, threads))
@@ -193,6 +195,49 @@ def test_a_slow_leg_is_cut_at_its_deadline(tmp_path: Path) -> None:
         assert waited < 1.5, f"answer waited {waited:.2f}s for a leg with a 0.2s deadline"
         assert {h.index for h in outcome.hits} == {"idx-b"}  # type: ignore[attr-defined]
     finally:
+        app.close()
+
+
+def _hold_graph(app: App, name: str, release: threading.Event) -> threading.Thread:
+    """A write holding an hnswlib index's graph until `release`: the one thing its searches wait for."""
+    held = threading.Event()
+
+    def writer() -> None:
+        with app.bindings[name].index._graph_lock.exclusive():  # type: ignore[attr-defined]
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait()
+    return thread
+
+
+def test_each_in_process_leg_waits_for_its_index_within_its_own_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # no idle core: both legs on this thread
+    config = migration_config(tmp_path / "data")
+    config["query"] = {"leg_timeout_ms": 300}
+    app = in_process_app(config)
+    stuck, brief = threading.Event(), threading.Event()
+    try:
+        docs = _half_migrated(app)
+        holders = [_hold_graph(app, "idx-a", stuck), _hold_graph(app, "idx-b", brief)]
+        # idx-b's write ends 0.15 s after idx-a's leg gave up: within idx-b's own 0.3 s, not within what
+        # would be left of one deadline shared by both legs.
+        threading.Timer(0.45, brief.set).start()
+        started = time.monotonic()
+        outcome = _query(app, docs[30].text, RoutingMode.DUAL)
+        waited = time.monotonic() - started
+        assert outcome.failed_legs == ("idx-a",)  # type: ignore[attr-defined]
+        assert {h.index for h in outcome.hits} == {"idx-b"}  # type: ignore[attr-defined]
+        assert waited < 2.0, f"answer waited {waited:.2f}s with a 0.3 s deadline per leg"
+    finally:
+        stuck.set()
+        brief.set()
+        for holder in holders:
+            holder.join()
         app.close()
 
 

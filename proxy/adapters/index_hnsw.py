@@ -82,6 +82,8 @@ _INSERT_ROW = f"INSERT INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 
 _IN_CHUNK = 500
 # Rows of recently returned labels kept in memory (about 250 bytes each without text).
 DEFAULT_ROW_CACHE = 100_000
+# versions() caches the rows it reads for requests this small: a query's hits, not a backfill batch's ids.
+_VERSIONS_CACHE_FILL = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -489,20 +491,24 @@ class HnswIndex:
 
     def versions(self, ids: Sequence[str]) -> dict[str, int]:
         # A dual query asks for the versions of the old leg's hits on every call: the row cache answers for
-        # the hot documents, and the rows read for the rest go into it.
+        # the hot documents, and the few rows read for the rest go into it. Bulk callers (the backfill, the
+        # storage policy) read SQLite outside the lock and leave the cache to what queries return.
         self._ensure_open()
         wanted = list(dict.fromkeys(ids))
-        # Never waits for a write: a query's merge asks, and a commit may hold the graph for a while. Busy,
-        # it reads SQLite without filling the cache, whose rows may only be stored under the shared lock.
+        # Never waits for a write: a commit may hold the graph for a while, and rows may only be cached under
+        # the shared lock, so a busy graph means reading SQLite without caching.
         if not self._graph_lock.acquire_shared(timeout_s=0):
             return self._read_versions(wanted, cache=False)
         try:
             result = self._rows.versions(wanted)
             missing = [doc_id for doc_id in wanted if doc_id not in result]
-            if missing:
+            if len(missing) <= _VERSIONS_CACHE_FILL:
                 result.update(self._read_versions(missing, cache=True))
+                missing = []
         finally:
             self._graph_lock.release_shared()
+        if missing:
+            result.update(self._read_versions(missing, cache=False))
         return result
 
     def _read_versions(self, ids: list[str], *, cache: bool) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Runs a query's legs: in-process ones on the calling thread, the others concurrently under a deadline."""
+"""Runs a query's legs: server-bound ones concurrently under a deadline, in-process ones mostly in place."""
 
 from __future__ import annotations
 
@@ -92,26 +92,25 @@ def fan_out(
     inline: bool = True,
     spare_cores: bool = False,
 ) -> list[LegResult]:
-    """One result per leg, in order; a leg that raises or misses the deadline comes back with `error` set.
+    """One result per leg, in order; a leg that fails or runs out of time comes back with `error` set.
 
-    With `inline`, a leg runs on the calling thread when it is the only one (there is nothing to overlap or
-    fall back to: it waits as long as it takes) or when it runs in this process; such a leg next to others
-    gets what is left of the deadline and its index gives up waiting for writes then. Legs that wait on a
-    server go to their index's pool first, so they proceed while the inline legs run, and are cut at the
-    deadline here. With `spare_cores`, in-process legs after the first go to their pools too, to run beside
-    it on cores that would idle otherwise; on a busy machine that hop only adds work, so callers say when.
+    Legs that wait on a server start first, each in its index's pool, and are cut `timeout_s` after the
+    start. With `inline`, the others run one after the other on the calling thread meanwhile: a lone leg
+    (nothing to overlap or fall back to) waits as long as it takes; an in-process leg next to others may
+    wait `timeout_s` for its index (a write holding the graph) and then gives up, so an answer waits at most
+    that long per in-process leg, beyond their CPU time. With `spare_cores`, in-process legs after the first
+    go to their pools too, to run beside it on cores that would idle otherwise; on a busy machine that hop
+    only adds work, so the caller says when.
     """
     deadline = time.monotonic() + timeout_s
-    pooled = [
-        not inline or (len(legs) > 1 and (not leg.binding.in_process or (spare_cores and n > 0)))
-        for n, leg in enumerate(legs)
-    ]
-    futures = [
-        _submit(leg, pools, tracer) if to_pool else None for leg, to_pool in zip(legs, pooled, strict=True)
-    ]
     bounded = len(legs) > 1
+    pooled = [_pooled(n, leg, bounded, inline, spare_cores) for n, leg in enumerate(legs)]
+    futures = [
+        _submit(leg, pools, tracer, timeout_s) if to_pool else None
+        for leg, to_pool in zip(legs, pooled, strict=True)
+    ]
     ran = {
-        n: _run_guarded(leg, tracer, deadline if bounded else None)
+        n: _run_guarded(leg, tracer, timeout_s if bounded else None)
         for n, leg in enumerate(legs)
         if futures[n] is None
     }
@@ -121,9 +120,19 @@ def fan_out(
     ]
 
 
-def _submit(leg: LegRequest, pools: LegPools, tracer: Tracer) -> Future[LegResult]:
-    # In a copy of the caller's context, so the leg's span is a child of the query's span.
-    return pools.for_index(leg.binding.name).submit(contextvars.copy_context().run, run_leg, leg, tracer)
+def _pooled(position: int, leg: LegRequest, bounded: bool, inline: bool, spare_cores: bool) -> bool:
+    if not inline:
+        return True
+    if not bounded:
+        return False
+    return not leg.binding.in_process or (spare_cores and position > 0)
+
+
+def _submit(leg: LegRequest, pools: LegPools, tracer: Tracer, timeout_s: float) -> Future[LegResult]:
+    # In a copy of the caller's context, so the leg's span is a child of the query's span. The timeout also
+    # goes to the leg, so an in-process index stops waiting once the leg is cut instead of holding a thread.
+    run = contextvars.copy_context().run
+    return pools.for_index(leg.binding.name).submit(run, run_leg, leg, tracer, timeout_s)
 
 
 def _collect(future: Future[LegResult], leg: LegRequest, deadline: float) -> LegResult:
@@ -136,9 +145,9 @@ def _collect(future: Future[LegResult], leg: LegRequest, deadline: float) -> Leg
         return _failed(leg, f"{type(exc).__name__}: {exc}")
 
 
-def _run_guarded(leg: LegRequest, tracer: Tracer, deadline: float | None) -> LegResult:
+def _run_guarded(leg: LegRequest, tracer: Tracer, timeout_s: float | None) -> LegResult:
     try:
-        return run_leg(leg, tracer, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return run_leg(leg, tracer, timeout_s)
     except Exception as exc:  # same contract as the concurrent path
         return _failed(leg, f"{type(exc).__name__}: {exc}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -92,6 +91,7 @@ class VectorService:
         shadow_sink: ShadowSink | None = None,
         observer: QueryObserver | None = None,
         tracer: Tracer = NOOP_TRACER,
+        cores: int = 1,
     ) -> None:
         self._topology = topology
         self._versions = versions
@@ -106,7 +106,8 @@ class VectorService:
         self._tracer = tracer
         self._shadow_rate = limits.shadow_sample_rate
         self._random = random.Random()
-        self._cores = len(os.sched_getaffinity(0))
+        self._cores = cores
+        """Cores this process may use: while fewer queries run, a second leg may overlap the first."""
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
 

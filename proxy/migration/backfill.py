@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from proxy.core.binding import IndexBinding
-from proxy.core.model import IndexRecord, StoredDocument, Vector, WriteResult
-from proxy.migration.priority import run_directly
+from proxy.core.model import IndexRecord, StoredDocument, WriteResult
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle
 from proxy.ports import StateStore
@@ -27,9 +26,6 @@ PROGRESS_KEY = "backfill:progress"
 # known to have failed before reaching the primary. Far longer than any primary write takes.
 PENDING_SETTLE_S = 30.0
 REPAIR_ROUNDS = 16
-
-EmbeddingRunner = Callable[[Callable[[], list[Vector]]], list[Vector]]
-"""Runs a batch's embedding call: in place, or on a low-priority thread (`LowPriorityRunner.run`)."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +51,7 @@ class StepResult:
     written: int
 
 
-def reembed(
-    docs: Sequence[StoredDocument], target: IndexBinding, run_embedding: EmbeddingRunner = run_directly
-) -> WriteResult:
+def reembed(docs: Sequence[StoredDocument], target: IndexBinding) -> WriteResult:
     """Writes each document's current text, embedded in the target's model, at the document's own version.
 
     The index's version check makes this safe against races: if a client wrote or deleted the id since
@@ -65,8 +59,7 @@ def reembed(
     """
     if not docs:
         return WriteResult()
-    texts = [d.text for d in docs]
-    vectors = run_embedding(lambda: target.embedder.embed(texts))
+    vectors = target.embedder.embed([d.text for d in docs])
     records = [
         IndexRecord(d.id, d.version, d.text, d.metadata, v) for d, v in zip(docs, vectors, strict=True)
     ]
@@ -103,7 +96,6 @@ class Backfiller:
         slice_size: int = 2000,
         lease_ttl_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
-        run_embedding: EmbeddingRunner = run_directly,
     ) -> None:
         self.source = source
         self.target = target
@@ -114,7 +106,6 @@ class Backfiller:
         self.slice_size = slice_size
         self.lease_ttl_s = lease_ttl_s
         self._clock = clock
-        self._run_embedding = run_embedding
         self._unthrottled_rate = 0.0
         self.local_reembedded = 0
         """Documents this replica wrote to the target (for proving replicas split the work)."""
@@ -270,7 +261,7 @@ class Backfiller:
         return [d for d in docs if held.get(d.id, -1) < d.version]
 
     def _write(self, docs: Sequence[StoredDocument], target: IndexBinding | None = None) -> int:
-        result = reembed(docs, target or self.target, self._run_embedding)
+        result = reembed(docs, target or self.target)
         self.local_reembedded += len(result.written)
         return len(result.written)
 

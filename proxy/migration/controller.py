@@ -25,7 +25,7 @@ from proxy.migration.phases import (
     resume,
     transition,
 )
-from proxy.migration.priority import LowPriorityRunner
+from proxy.migration.priority import BackfillEmbedder
 from proxy.migration.retirement import STORAGE_KEY, StorageStatus, StorageTracker
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, MigrationRecord, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle, LatencyWindow
@@ -96,6 +96,7 @@ class MigrationController:
         default_traffic_percent: float,
         new_path: RoutingMode,
         latencies: LatencyWindow,
+        backfill_embedder: BackfillEmbedder | None = None,
     ) -> None:
         self.storage = StorageTracker(
             old, new, record.store, config.storage_policy, record.store.next_versions
@@ -114,17 +115,16 @@ class MigrationController:
         self.throttle = AdaptiveThrottle(
             config.backfill.rate_limit, budget / 1000 if budget else None, latencies
         )
-        self._embedding_thread = LowPriorityRunner(config.backfill.embed_nice)
+        self._backfill_embedder = backfill_embedder
         self.backfiller = Backfiller(
             old,
-            new,
+            new if backfill_embedder is None else replace(new, embedder=backfill_embedder),
             record.store,
             owner,
             self.throttle,
             batch_size=config.backfill.batch_size,
             slice_size=config.backfill.slice_size,
             lease_ttl_s=config.backfill.lease_ttl_s,
-            run_embedding=self._embedding_thread.run,
         )
         self.backfiller.on_moved = self._retire_moved
         self._known: _Snapshot | None = None
@@ -402,7 +402,8 @@ class MigrationController:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        self._embedding_thread.close()
+        if self._backfill_embedder is not None:
+            self._backfill_embedder.close()
 
     def _flush_now_and_then(self) -> None:
         """Saves both graphs every FLUSH_INTERVAL_S: restarts replay less, and storage counts the whole graph."""

@@ -39,14 +39,14 @@ class FlakyIndex:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def hold_graph(self, seconds: float) -> threading.Thread:
-        """Slows searches as a real hnswlib index is slowed: a write holding its graph, here for `seconds`."""
+    def hold_graph(self, release: threading.Event) -> threading.Thread:
+        """Slows searches as a real hnswlib index is slowed: a write holding its graph, here until `release`."""
         held = threading.Event()
 
         def writer() -> None:
             with self._inner._graph_lock.exclusive():
                 held.set()
-                time.sleep(seconds)
+                release.wait(60)
 
         thread = threading.Thread(target=writer, name="graph-holder")
         thread.start()
@@ -134,14 +134,21 @@ def test_a_slow_or_failing_leg_is_routed_around_within_the_deadline(app: App, le
     docs = load_corpus(app, 200)
     app.controller.start()
     flaky = _flaky(app, leg)
-    holder = None
+    # The backfill commits to the new index all along, as in production: a healthy leg that waits a moment
+    # for a commit must still answer, even after the slow leg used up its own deadline.
+    app.controller.set_rate(60)
+    app.controller.start_worker()
+    release, holder = threading.Event(), None
     if fault == "slow":
-        holder = flaky.hold_graph(3.5)  # outlasts the queries below
+        holder = flaky.hold_graph(release)
     else:
         flaky.fail_searches = True
-    answers = _concurrent_queries(app, [d.text for d in docs[:40]], threads=8, duration_s=3.0)
-    if holder is not None:
-        holder.join()
+    try:
+        answers = _concurrent_queries(app, [d.text for d in docs[:40]], threads=8, duration_s=3.0)
+    finally:
+        release.set()
+        if holder is not None:
+            holder.join()
     errors = [a.error for a in answers if a.error]
     slowest = max(a.seconds for a in answers)
     healthy = ({"idx-a", "idx-b"} - {leg}).pop()
