@@ -23,8 +23,8 @@ class Embedder(Protocol):
         """True when calls do their work in this process and never wait on a server or the network.
 
         A query leg over an in-process embedder and index runs on the query's own thread unless a core is
-        idle: its waits are bounded (the index gives up on a busy graph at the leg's deadline; a local model
-        waits only for other queries' calls, the backfill having its own instance), and a hop to a pool
+        idle: the index gives up on a busy graph at the leg's deadline, a local model waits only for the other
+        calls on the serving instance (queries, dual writes; the backfill has its own), and a hop to a pool
         costs more CPU than it saves on a busy machine, since under the GIL two Python legs overlap little.
         """
         ...
@@ -71,8 +71,12 @@ class VectorIndex(Protocol):
         """Live documents among `ids`, in the order of `ids`; missing and deleted ids are left out."""
         ...
 
-    def versions(self, ids: Sequence[str]) -> dict[str, int]:
-        """Latest version per id, live or tombstoned; ids never seen are absent."""
+    def versions(self, ids: Sequence[str], *, for_query: bool = False) -> dict[str, int]:
+        """Latest version per id, live or tombstoned; ids never seen are absent.
+
+        `for_query`: a query is waiting, on the ids of its hits. An index may then keep what it reads for the
+        next query (hnswlib's row cache), which lookups over whole batches must not sweep.
+        """
         ...
 
     def search(

@@ -656,7 +656,7 @@ def test_row_cache_never_keeps_a_version_older_than_the_last_write(tmp_path: Pat
         try:
             while not stop.is_set():
                 index.search(vectors[rng.integers(40)], k=10)
-                index.versions(list(rng.choice(ids, 5)))  # fills the cache too
+                index.versions(list(rng.choice(ids, 5)), for_query=True)  # fills the cache too
         except BaseException as exc:  # surfaced below: a thread's failure must fail the test
             errors.append(exc)
 
@@ -671,7 +671,7 @@ def test_row_cache_never_keeps_a_version_older_than_the_last_write(tmp_path: Pat
     assert not errors
     for vector in vectors:
         assert {(h.version, h.metadata["v"]) for h in index.search(vector, k=10)} == {(59, "59")}
-    assert index.versions(ids) == dict.fromkeys(ids, 59)
+    assert index.versions(ids, for_query=True) == dict.fromkeys(ids, 59)
     index.close()
 
 
@@ -680,15 +680,15 @@ def test_versions_answered_from_the_cache_follow_rewrites_and_deletes(tmp_path: 
     vectors = unit_vectors(20, seed=33)
     ids = doc_ids(20)
     index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
-    assert index.versions(ids) == dict.fromkeys(ids, 1)
-    assert len(index._rows) == 20, "the rows read for versions() are cached"
+    assert index.versions(ids, for_query=True) == dict.fromkeys(ids, 1)
+    assert len(index._rows) == 20, "the rows a query's versions() read are cached"
     index.upsert([record(ids[0], 5, vectors[0])])
     index.delete([ids[1]], 6)
     index.delete(["never-written"], 7)
     expected = {**dict.fromkeys(ids, 1), ids[0]: 5, ids[1]: 6, "never-written": 7}
-    assert index.versions([*ids, "never-written", "unknown"]) == expected
+    assert index.versions([*ids, "never-written", "unknown"], for_query=True) == expected
     index.upsert([record(ids[1], 8, vectors[1])])  # back from the dead: the version cached before is gone
-    assert index.versions([ids[1]]) == {ids[1]: 8}
+    assert index.versions([ids[1]], for_query=True) == {ids[1]: 8}
     assert [h.version for h in index.search(vectors[1], k=1)] == [8]
     index.close()
 
@@ -725,7 +725,7 @@ def test_a_search_gives_up_at_its_timeout_while_a_write_holds_the_graph(tmp_path
             index.search(vectors[0], k=3, timeout_s=0.1)
         assert time.monotonic() - started < 5, "the search waited for the write instead of giving up"
         started = time.monotonic()
-        assert index.versions(ids[:3]) == dict.fromkeys(ids[:3], 1)
+        assert index.versions(ids[:3], for_query=True) == dict.fromkeys(ids[:3], 1)
         assert time.monotonic() - started < 5, "versions() waited for the write instead of reading around it"
     finally:
         release.set()
@@ -734,12 +734,12 @@ def test_a_search_gives_up_at_its_timeout_while_a_write_holds_the_graph(tmp_path
     index.close()
 
 
-def test_bulk_version_lookups_leave_the_row_cache_to_queries(tmp_path: Path) -> None:
+def test_only_a_query_s_version_lookups_fill_the_row_cache(tmp_path: Path) -> None:
     index = HnswIndex("bulk", DIM, tmp_path)
-    ids = doc_ids(300)
-    index.upsert([record(i, 1, v) for i, v in zip(ids, unit_vectors(300, seed=35), strict=True)])
+    ids = doc_ids(30)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, unit_vectors(30, seed=35), strict=True)])
     assert index.versions(ids) == dict.fromkeys(ids, 1)
-    assert len(index._rows) == 0, "a backfill-sized lookup must not sweep the cache"
-    assert index.versions(ids[:10]) == dict.fromkeys(ids[:10], 1)
+    assert len(index._rows) == 0, "a backfill batch's lookup must not sweep the cache"
+    assert index.versions(ids[:10], for_query=True) == dict.fromkeys(ids[:10], 1)
     assert len(index._rows) == 10
     index.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -151,7 +150,7 @@ def test_in_process_legs_run_on_the_query_thread_unless_cores_are_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, on_caller: tuple[int, int]
 ) -> None:
     # One query in flight: on one core nothing is idle, on two the second hnswlib leg may overlap the first.
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr("proxy.server.available_cores", lambda: cores)
     app = in_process_app(migration_config(tmp_path / "data"))
     try:
         docs = _half_migrated(app)
@@ -216,7 +215,7 @@ def _hold_graph(app: App, name: str, release: threading.Event) -> threading.Thre
 def test_each_in_process_leg_waits_for_its_index_within_its_own_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # no idle core: both legs on this thread
+    monkeypatch.setattr("proxy.server.available_cores", lambda: 1)  # no idle core: both legs on this thread
     config = migration_config(tmp_path / "data")
     config["query"] = {"leg_timeout_ms": 300}
     app = in_process_app(config)

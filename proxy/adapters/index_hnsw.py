@@ -82,8 +82,6 @@ _INSERT_ROW = f"INSERT INTO documents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 
 _IN_CHUNK = 500
 # Rows of recently returned labels kept in memory (about 250 bytes each without text).
 DEFAULT_ROW_CACHE = 100_000
-# versions() caches the rows it reads for requests this small: a query's hits, not a backfill batch's ids.
-_VERSIONS_CACHE_FILL = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -489,26 +487,22 @@ class HnswIndex:
                 found.update((row[0], _document(row)) for row in rows)
         return [found[doc_id] for doc_id in ids if doc_id in found]
 
-    def versions(self, ids: Sequence[str]) -> dict[str, int]:
-        # A dual query asks for the versions of the old leg's hits on every call: the row cache answers for
-        # the hot documents, and the few rows read for the rest go into it. Bulk callers (the backfill, the
-        # storage policy) read SQLite outside the lock and leave the cache to what queries return.
-        self._ensure_open()
+    def versions(self, ids: Sequence[str], *, for_query: bool = False) -> dict[str, int]:
         wanted = list(dict.fromkeys(ids))
-        # Never waits for a write: a commit may hold the graph for a while, and rows may only be cached under
-        # the shared lock, so a busy graph means reading SQLite without caching.
-        if not self._graph_lock.acquire_shared(timeout_s=0):
+        # Bulk callers (the backfill, the storage policy) read SQLite and leave the cache to what queries
+        # return. A query never waits for a write either: a commit may hold the graph for a while, and rows
+        # may only be cached under the shared lock, so a busy graph means reading SQLite without caching.
+        if not for_query or not self._graph_lock.acquire_shared(timeout_s=0):
+            self._ensure_open()
             return self._read_versions(wanted, cache=False)
         try:
+            self._ensure_open()
             result = self._rows.versions(wanted)
             missing = [doc_id for doc_id in wanted if doc_id not in result]
-            if len(missing) <= _VERSIONS_CACHE_FILL:
+            if missing:
                 result.update(self._read_versions(missing, cache=True))
-                missing = []
         finally:
             self._graph_lock.release_shared()
-        if missing:
-            result.update(self._read_versions(missing, cache=False))
         return result
 
     def _read_versions(self, ids: list[str], *, cache: bool) -> dict[str, int]:

@@ -228,7 +228,7 @@ class PgVectorIndex:
             found = {row[0]: _document(row) for row in conn.execute(query, (list(ids),))}
         return [found[doc_id] for doc_id in ids if doc_id in found]
 
-    def versions(self, ids: Sequence[str]) -> dict[str, int]:
+    def versions(self, ids: Sequence[str], *, for_query: bool = False) -> dict[str, int]:
         query = sql.SQL("SELECT id, version FROM {t} WHERE id = ANY(%s::text[])").format(t=self._table)
         with self._transaction() as conn:
             return {doc_id: int(version) for doc_id, version in conn.execute(query, (list(ids),))}

@@ -97,8 +97,9 @@ def fan_out(
     Legs that wait on a server start first, each in its index's pool, and are cut `timeout_s` after the
     start. With `inline`, the others run one after the other on the calling thread meanwhile: a lone leg
     (nothing to overlap or fall back to) waits as long as it takes; an in-process leg next to others may
-    wait `timeout_s` for its index (a write holding the graph) and then gives up, so an answer waits at most
-    that long per in-process leg, beyond their CPU time. With `spare_cores`, in-process legs after the first
+    wait `timeout_s` for its index (a write holding the graph) and then gives up, so a busy index holds an
+    answer up by at most that long per in-process leg (a local model's lock, held for another call's
+    embedding, is not bounded). With `spare_cores`, in-process legs after the first
     go to their pools too, to run beside it on cores that would idle otherwise; on a busy machine that hop
     only adds work, so the caller says when.
     """
@@ -106,7 +107,7 @@ def fan_out(
     bounded = len(legs) > 1
     pooled = [_pooled(n, leg, bounded, inline, spare_cores) for n, leg in enumerate(legs)]
     futures = [
-        _submit(leg, pools, tracer, timeout_s) if to_pool else None
+        _submit(leg, pools, tracer, deadline) if to_pool else None
         for leg, to_pool in zip(legs, pooled, strict=True)
     ]
     ran = {
@@ -128,11 +129,16 @@ def _pooled(position: int, leg: LegRequest, bounded: bool, inline: bool, spare_c
     return not leg.binding.in_process or (spare_cores and position > 0)
 
 
-def _submit(leg: LegRequest, pools: LegPools, tracer: Tracer, timeout_s: float) -> Future[LegResult]:
-    # In a copy of the caller's context, so the leg's span is a child of the query's span. The timeout also
-    # goes to the leg, so an in-process index stops waiting once the leg is cut instead of holding a thread.
+def _submit(leg: LegRequest, pools: LegPools, tracer: Tracer, deadline: float) -> Future[LegResult]:
+    # In a copy of the caller's context, so the leg's span is a child of the query's span.
     run = contextvars.copy_context().run
-    return pools.for_index(leg.binding.name).submit(run, run_leg, leg, tracer, timeout_s)
+    return pools.for_index(leg.binding.name).submit(run, _run_until, leg, tracer, deadline)
+
+
+def _run_until(leg: LegRequest, tracer: Tracer, deadline: float) -> LegResult:
+    # What is left when a pool thread picks the leg up: an in-process index then stops waiting when the leg
+    # is cut, instead of holding the thread.
+    return run_leg(leg, tracer, max(0.0, deadline - time.monotonic()))
 
 
 def _collect(future: Future[LegResult], leg: LegRequest, deadline: float) -> LegResult:

@@ -328,7 +328,7 @@ class VectorService:
         held = {h.id: h.version for h in new_hits}
         unknown = [h.id for h in old_hits if held.get(h.id, -1) < h.version]
         if unknown:
-            held.update(new.index.versions(unknown))
+            held.update(new.index.versions(unknown, for_query=True))
         return [h for h in old_hits if held.get(h.id, -1) < h.version]
 
     def _start_shadow(
