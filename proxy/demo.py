@@ -147,6 +147,8 @@ def _migrate(client: SwitchyardClient, plan: DemoPlan) -> None:
 
 
 def run_demo(workdir: Path, docs: int = 2000, port: int = 0, real_models: bool = False) -> int:
+    # Absolute: the sidecar reads relative paths in its config from the config file's folder, inside workdir.
+    workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     plan = real_model_plan(docs) if real_models else synthetic_plan(docs)
