@@ -92,7 +92,8 @@ class VectorIndex(Protocol):
 
         With `timeout_s`, an index that runs in this process raises TimeoutError rather than wait longer than
         that for other work (a write holding its graph): such a leg runs on the query's thread, where nothing
-        else could cut it. Indexes behind a server may ignore it; the fan-out cuts their legs in its pools.
+        else could cut it. The fan-out cuts legs over a server in its pools; such an index should still stop the
+        server's work then (pgvector sets `statement_timeout`), or may ignore the timeout.
 
         Hits carry the document text only with `include_text`; without it `text` is empty, which spares the
         index reading texts nobody asked for.

@@ -393,3 +393,44 @@ def test_build_index_opens_the_configured_pgvector_table(
         assert index.table == table and index.count() == 0
     finally:
         index.drop()
+
+
+@contextlib.contextmanager
+def _table_locked(index: PgVectorIndex) -> Iterator[None]:
+    """Another session holding the table in ACCESS EXCLUSIVE mode: every read of it waits."""
+    with psycopg.connect(PGVECTOR_DSN) as other:
+        other.execute(
+            sql.SQL("LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE").format(t=sql.Identifier(index.table))
+        )
+        yield
+        other.rollback()
+
+
+def test_a_search_with_a_timeout_is_cancelled_on_the_server_and_the_limit_does_not_stay() -> None:
+    index = open_pgvector(DIM, pool_size=1)  # one connection: the next search reuses the cancelled one
+    try:
+        vectors = _vectors(20, seed=41)
+        index.upsert([_record(f"d{n}", 1, v) for n, v in enumerate(vectors)])
+        with _table_locked(index):
+            started = time.monotonic()
+            with pytest.raises(TimeoutError, match="ran past its 200 ms deadline"):
+                index.search(vectors[0], k=3, timeout_s=0.2)
+            assert time.monotonic() - started < 5, "the server did not cancel the search"
+        # A timed search that commits must not leave its limit on the pooled connection: a search without a
+        # timeout then waits out a lock held longer than that limit.
+        assert index.search(vectors[0], k=1, timeout_s=0.2)[0].id == "d0"
+        held, release = threading.Event(), threading.Event()
+        holder = threading.Thread(target=_hold_lock_until, args=(index, held, release))
+        holder.start()
+        assert held.wait(10)
+        threading.Timer(0.6, release.set).start()
+        assert index.search(vectors[0], k=1)[0].id == "d0"
+        holder.join()
+    finally:
+        index.drop()
+
+
+def _hold_lock_until(index: PgVectorIndex, held: threading.Event, release: threading.Event) -> None:
+    with _table_locked(index):
+        held.set()
+        release.wait(10)

@@ -252,7 +252,7 @@ class PgVectorIndex:
         where: Metadata | None = None,
         *,
         include_text: bool = False,
-        timeout_s: float | None = None,  # legs over PostgreSQL run in a pool, which cuts them at the deadline
+        timeout_s: float | None = None,
     ) -> list[Hit]:
         query = self._checked_vector(vector, "the query")
         if k <= 0:
@@ -261,7 +261,16 @@ class PgVectorIndex:
             # An HNSW scan yields at most ef_search rows, before the `where` filter and the tombstone check.
             ef_search = min(max(self._ef_search, k), _MAX_EF_SEARCH)
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
-            hits = self._nearest(conn, query, k, where, include_text)
+            if timeout_s is not None:
+                # The fan-out stops waiting for this leg at its deadline; the server then stops working on it.
+                milliseconds = max(1, round(timeout_s * 1000))
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{milliseconds}ms",))
+            try:
+                hits = self._nearest(conn, query, k, where, include_text)
+            except psycopg.errors.QueryCanceled as exc:
+                raise TimeoutError(
+                    f"pgvector index {self._name!r}: the search ran past its {milliseconds} ms deadline"
+                ) from exc
         if len(hits) < k:
             # Short: either fewer than k documents match, or the filter dropped too many of the graph's
             # candidates (pgvector filters after the index scan). The exact answer is right in both cases.
