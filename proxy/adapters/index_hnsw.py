@@ -488,15 +488,14 @@ class HnswIndex:
         return [found[doc_id] for doc_id in ids if doc_id in found]
 
     def versions(self, ids: Sequence[str], *, for_query: bool = False) -> dict[str, int]:
+        self._ensure_open()
         wanted = list(dict.fromkeys(ids))
         # Bulk callers (the backfill, the storage policy) read SQLite and leave the cache to what queries
         # return. A query never waits for a write either: a commit may hold the graph for a while, and rows
         # may only be cached under the shared lock, so a busy graph means reading SQLite without caching.
         if not for_query or not self._graph_lock.acquire_shared(timeout_s=0):
-            self._ensure_open()
             return self._read_versions(wanted, cache=False)
         try:
-            self._ensure_open()
             result = self._rows.versions(wanted)
             missing = [doc_id for doc_id in wanted if doc_id not in result]
             if missing:
@@ -519,7 +518,7 @@ class HnswIndex:
                 for doc_id, version, label, deleted, metadata in rows:
                     result[doc_id] = version
                     if cache and not deleted:
-                        self._rows.put(label, (doc_id, version, json.loads(metadata)))
+                        self._cache_row(label, doc_id, version, metadata)
         return result
 
     def scan(self, after_id: str | None, limit: int) -> list[StoredDocument]:
@@ -662,9 +661,14 @@ class HnswIndex:
     def _read_rows(self, labels: list[int]) -> dict[int, _CachedRow]:
         found: dict[int, _CachedRow] = {}
         for label, doc_id, version, metadata in self._live_by_label("id, version, metadata", labels):
-            found[label] = row = (doc_id, version, json.loads(metadata))
-            self._rows.put(label, row)
+            found[label] = self._cache_row(label, doc_id, version, metadata)
         return found
+
+    def _cache_row(self, label: int, doc_id: str, version: int, metadata_json: str) -> _CachedRow:
+        """The cached form of a live row just read; only under the graph's shared lock (see _RowCache)."""
+        row = (doc_id, version, json.loads(metadata_json))
+        self._rows.put(label, row)
+        return row
 
     def _texts(self, labels: list[int]) -> dict[int, str]:
         # Not cached: texts can be large, and most queries do not ask for them.
