@@ -268,6 +268,8 @@ class PgVectorIndex:
             try:
                 hits = self._nearest(conn, query, k, where, include_text)
             except psycopg.errors.QueryCanceled as exc:
+                if timeout_s is None:
+                    raise  # cancelled from outside (pg_cancel_backend), not by this search's deadline
                 raise TimeoutError(
                     f"pgvector index {self._name!r}: the search ran past its {milliseconds} ms deadline"
                 ) from exc
