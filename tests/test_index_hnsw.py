@@ -640,14 +640,20 @@ def test_graph_build_for_compaction_does_not_hold_back_checkpoints(
         index.close()
 
 
+def _written(tmp_path: Path, name: str, count: int, seed: int) -> tuple[HnswIndex, np.ndarray, list[str]]:
+    """An index holding `count` documents at version 1, their vectors and their ids."""
+    index = HnswIndex(name, DIM, tmp_path)
+    vectors = unit_vectors(count, seed=seed)
+    ids = doc_ids(count)
+    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    return index, vectors, ids
+
+
 def test_row_cache_never_keeps_a_version_older_than_the_last_write(tmp_path: Path) -> None:
     # Searches fill the row cache while writers rewrite the same documents; once the writers stop, every
     # search must see the last version of every document (a row read before a commit and cached after it
     # would stay stale for good).
-    index = HnswIndex("cache", DIM, tmp_path)
-    vectors = unit_vectors(40, seed=31)
-    ids = doc_ids(40)
-    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    index, vectors, ids = _written(tmp_path, "cache", 40, seed=31)
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -676,10 +682,7 @@ def test_row_cache_never_keeps_a_version_older_than_the_last_write(tmp_path: Pat
 
 
 def test_versions_answered_from_the_cache_follow_rewrites_and_deletes(tmp_path: Path) -> None:
-    index = HnswIndex("versions", DIM, tmp_path)
-    vectors = unit_vectors(20, seed=33)
-    ids = doc_ids(20)
-    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    index, vectors, ids = _written(tmp_path, "versions", 20, seed=33)
     assert index.versions(ids, for_query=True) == dict.fromkeys(ids, 1)
     assert len(index._rows) == 20, "the rows a query's versions() read are cached"
     index.upsert([record(ids[0], 5, vectors[0])])
@@ -705,10 +708,7 @@ def test_row_cache_is_bounded_and_can_be_turned_off(tmp_path: Path) -> None:
 
 
 def test_a_search_gives_up_at_its_timeout_while_a_write_holds_the_graph(tmp_path: Path) -> None:
-    index = HnswIndex("busy", DIM, tmp_path)
-    vectors = unit_vectors(10, seed=34)
-    ids = doc_ids(10)
-    index.upsert([record(i, 1, v) for i, v in zip(ids, vectors, strict=True)])
+    index, vectors, ids = _written(tmp_path, "busy", 10, seed=34)
     held, release = threading.Event(), threading.Event()
 
     def writer() -> None:
@@ -735,9 +735,7 @@ def test_a_search_gives_up_at_its_timeout_while_a_write_holds_the_graph(tmp_path
 
 
 def test_only_a_query_s_version_lookups_fill_the_row_cache(tmp_path: Path) -> None:
-    index = HnswIndex("bulk", DIM, tmp_path)
-    ids = doc_ids(30)
-    index.upsert([record(i, 1, v) for i, v in zip(ids, unit_vectors(30, seed=35), strict=True)])
+    index, _, ids = _written(tmp_path, "bulk", 30, seed=35)
     assert index.versions(ids) == dict.fromkeys(ids, 1)
     assert len(index._rows) == 0, "a backfill batch's lookup must not sweep the cache"
     assert index.versions(ids[:10], for_query=True) == dict.fromkeys(ids[:10], 1)
