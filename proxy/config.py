@@ -187,6 +187,9 @@ class BackfillConfig(_Strict):
     """Documents per second; 0 means unlimited."""
     latency_budget_ms: Annotated[float, Field(gt=0)] | None = None
     """Back off while query p99 over the recent window exceeds this."""
+    batch_time_ms: Annotated[float, Field(gt=0, le=60_000)] = 100.0
+    """With a latency budget, a batch takes only as many documents as fit in this time (at least one), so
+    queries meet short bursts of backfill work rather than a whole batch of a slow model."""
     lease_ttl_s: Annotated[float, Field(gt=0)] = 15.0
     slice_size: Annotated[int, Field(gt=0)] = 2_000
     embed_nice: Annotated[int, Field(ge=0, le=19)] = 19

@@ -70,7 +70,7 @@ import numpy as np
 
 DAY_S = 86_400.0
 THROTTLE_FLOOR = 1 / 64
-"""The adaptive throttle's smallest factor (proxy.migration.throttle.AdaptiveThrottle.MIN_FACTOR)."""
+"""The adaptive throttle's smallest duty (proxy.migration.throttle.AdaptiveThrottle.MIN_DUTY)."""
 
 DEFAULT_RECALL_CURVE: tuple[tuple[float, float], ...] = (
     (0.0, 0.66),

@@ -198,6 +198,9 @@ def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig
     if updated.migration.backfill.rate_limit != previous.migration.backfill.rate_limit:
         controller.set_rate(updated.migration.backfill.rate_limit)
         log.info("config: backfill rate limit set to %g docs/s", updated.migration.backfill.rate_limit)
+    if updated.migration.backfill.batch_time_ms != previous.migration.backfill.batch_time_ms:
+        controller.throttle.batch_time_s = updated.migration.backfill.batch_time_ms / 1000
+        log.info("config: backfill batch time set to %g ms", updated.migration.backfill.batch_time_ms)
     if updated.migration.backfill.embed_nice != previous.migration.backfill.embed_nice:
         log.warning("config: `migration.backfill.embed_nice` changed; it takes effect after a restart")
     budget = updated.migration.backfill.latency_budget_ms

@@ -275,7 +275,7 @@ def test_hot_reloaded_settings_do_not_roll_the_pods_but_restart_only_ones_do() -
     assert restart_checksum("--set", "redis.url=redis://redis:6379/0") != baseline
     migration = ("--values", str(CHART / "ci" / "migration-values.yaml"))
     with_migration = restart_checksum(*migration)
-    for hot in ("rate_limit=20", "latency_budget_ms=7.5"):
+    for hot in ("rate_limit=20", "latency_budget_ms=7.5", "batch_time_ms=50"):
         assert restart_checksum(*migration, "--set", f"config.migration.backfill.{hot}") == with_migration
     assert restart_checksum(*migration, "--set", "config.migration.backfill.batch_size=7") != with_migration
 

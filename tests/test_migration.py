@@ -69,6 +69,44 @@ def test_pause_stops_the_backfill_and_resume_continues_it(app: App) -> None:
     assert app.controller.status().coverage == 1.0
 
 
+def test_a_pause_during_the_throttle_rest_starts_no_further_batch(tmp_path: Path) -> None:
+    application = in_process_app(migration_config(tmp_path / "data", latency_budget_ms=1.0))
+    try:
+        controller = application.controller
+        assert controller is not None
+        docs = load_corpus(application, 200)
+        controller.start()
+        for _ in range(30):
+            application.latencies.record(0.5)  # queries far over the 1 ms budget: the duty is cut
+        controller.run_once()
+        before = _b_versions(application, [d.id for d in docs])
+        assert 0 < len(before) < 200
+        assert controller.throttle.delay() > 0.05, "the batch left a rest to wait out"
+        resting = threading.Thread(target=controller.run_once, name="resting-worker")
+        resting.start()
+        controller.pause()
+        resting.join(timeout=2.0)
+        assert not resting.is_alive(), "the pause ended the rest early"
+        after = _b_versions(application, [d.id for d in docs])
+        assert after == before, "no batch started after the pause"
+    finally:
+        application.close()
+
+
+def test_with_a_latency_budget_the_first_batch_takes_one_document(tmp_path: Path) -> None:
+    application = in_process_app(migration_config(tmp_path / "data", latency_budget_ms=50.0))
+    try:
+        assert application.controller is not None
+        load_corpus(application, 100)
+        application.controller.start()
+        application.controller.run_once()
+        assert application.controller.status().backfill.done == 1, "speed unknown: one document measures it"
+        drain(application)
+        assert application.controller.status().coverage == 1.0
+    finally:
+        application.close()
+
+
 def test_cutover_is_refused_until_the_new_index_covers_the_corpus(app: App) -> None:
     assert app.controller is not None
     load_corpus(app, 120)

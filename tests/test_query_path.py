@@ -293,6 +293,15 @@ def test_config_file_change_sets_the_backfill_latency_budget(app: App, tmp_path:
     assert app.controller.throttle.latency_budget_s is None
 
 
+def test_config_file_change_sets_the_backfill_batch_time(app: App, tmp_path: Path) -> None:
+    assert app.controller is not None
+    path, raw, watcher = _watched_config(app, tmp_path)
+    raw["migration"]["backfill"] = {**raw["migration"].get("backfill", {}), "batch_time_ms": 250}
+    path.write_text(yaml.safe_dump(raw))
+    assert watcher.check()
+    assert app.controller.throttle.batch_time_s == pytest.approx(0.25)
+
+
 def test_admin_split_is_shared_by_replicas_through_redis(app: App, tmp_path: Path) -> None:
     other = in_process_app({**migration_config(tmp_path / "other"), "state": app.config.state.model_dump()})
     try:

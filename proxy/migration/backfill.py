@@ -96,6 +96,7 @@ class Backfiller:
         slice_size: int = 2000,
         lease_ttl_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.source = source
         self.target = target
@@ -106,7 +107,9 @@ class Backfiller:
         self.slice_size = slice_size
         self.lease_ttl_s = lease_ttl_s
         self._clock = clock
-        self._unthrottled_rate = 0.0
+        self._sleep = sleep
+        self.may_continue: Callable[[], bool] = lambda: True
+        """Asked while waiting for the throttle: False (paused, stopping) ends the step without a batch."""
         self.local_reembedded = 0
         """Documents this replica wrote to the target (for proving replicas split the work)."""
         self.on_moved: Callable[[Sequence[StoredDocument]], None] | None = None
@@ -143,6 +146,8 @@ class Backfiller:
         checked, repaired = self.drain_repairs()
         if repaired:
             return StepResult("repair", checked, repaired)
+        if not self._await_turn():
+            return StepResult("repair", checked, 0) if checked else StepResult("idle", 0, 0)
         processed, written = self._drain_lazy()
         if processed:
             return StepResult("lazy", processed + checked, written)
@@ -159,15 +164,25 @@ class Backfiller:
         slices = self.slices()
         return bool(slices) and all(s.finished for s in slices)
 
+    def _await_turn(self) -> bool:
+        """Waits until the throttle lets the next batch start; False when `may_continue` says stop first."""
+        while (delay := self.throttle.delay()) > 0:
+            if not self.may_continue():
+                return False
+            # In short steps: a pause must not wait out a long rest, and a rising duty shortens the rest.
+            self._sleep(min(delay, 0.25))
+        return self.may_continue()
+
     def _drain_lazy(self) -> tuple[int, int]:
-        ids = self.store.dequeue(LAZY_QUEUE, self.batch_size)
+        # Hot documents go first, but within the same throttle: a burst of queries must not turn into a burst
+        # of embedding load on the serving path.
+        started = self._clock()
+        ids = self.store.dequeue(LAZY_QUEUE, self.throttle.batch_size(self.batch_size))
         if not ids:
             return 0, 0
         docs = self._needing_reembed(self.source.index.get(ids))
-        # Hot documents go first, but within the same budget: a burst of queries must not turn into a burst
-        # of embedding load on the serving path.
-        self.throttle.wait_for(len(docs))
         written = self._write(docs)
+        self.throttle.record_batch(len(ids), len(docs), self._clock() - started)
         return len(ids), written
 
     def drain_repairs(self) -> tuple[int, int]:
@@ -234,14 +249,13 @@ class Backfiller:
         return waiting, written
 
     def _slice_batch(self, slice_: Slice) -> StepResult:
-        page = self.source.index.scan(slice_.cursor, self.batch_size)
-        in_range = [d for d in page if slice_.until is None or d.id <= slice_.until]
-        finished = len(in_range) < len(page) or len(page) < self.batch_size
-        docs = self._needing_reembed(in_range)
-        self.throttle.wait_for(len(docs))
         started = self._clock()
+        size = self.throttle.batch_size(self.batch_size)
+        page = self.source.index.scan(slice_.cursor, size)
+        in_range = [d for d in page if slice_.until is None or d.id <= slice_.until]
+        finished = len(in_range) < len(page) or len(page) < size
+        docs = self._needing_reembed(in_range)
         written = self._write(docs)
-        self._note_speed(len(docs), self._clock() - started)
         cursor = in_range[-1].id if in_range else slice_.cursor
         updated = Slice(
             slice_.number, slice_.after, slice_.until, cursor, slice_.done + len(in_range), finished
@@ -253,6 +267,7 @@ class Backfiller:
             self.store.release_lease(slice_.lease_name(), self.owner)
         if self.on_moved is not None:
             self.on_moved(in_range)
+        self.throttle.record_batch(len(page), len(docs), self._clock() - started)
         return StepResult("slice", len(in_range), written)
 
     def _needing_reembed(self, docs: Sequence[StoredDocument]) -> list[StoredDocument]:
@@ -264,14 +279,6 @@ class Backfiller:
         result = reembed(docs, target or self.target)
         self.local_reembedded += len(result.written)
         return len(result.written)
-
-    def _note_speed(self, docs: int, seconds: float) -> None:
-        if docs and seconds > 0:
-            current = docs / seconds
-            self._unthrottled_rate = (
-                current if not self._unthrottled_rate else 0.8 * self._unthrottled_rate + 0.2 * current
-            )
-        self.throttle.adjust(self._unthrottled_rate)
 
     # -- progress --------------------------------------------------------------------------------------
 

@@ -113,9 +113,22 @@ class MigrationController:
         self._new_path = new_path
         budget = config.backfill.latency_budget_ms
         self.throttle = AdaptiveThrottle(
-            config.backfill.rate_limit, budget / 1000 if budget else None, latencies
+            config.backfill.rate_limit,
+            budget / 1000 if budget else None,
+            latencies,
+            batch_time_s=config.backfill.batch_time_ms / 1000,
         )
         self._backfill_embedder = backfill_embedder
+        self._known: _Snapshot | None = None
+        """The shared state as last read: served for _STATE_CACHE_S, and while the state store is down."""
+        self._last_stale_warning = 0.0
+        self._coverage: tuple[float, float] | None = None
+        self._progress: deque[tuple[float, int]] = deque(maxlen=30)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._resting = True
+        """No batch since the worker started or the backfill was paused: the next one starts the throttle
+        slowly."""
         self.backfiller = Backfiller(
             old,
             new if backfill_embedder is None else replace(new, embedder=backfill_embedder),
@@ -125,15 +138,10 @@ class MigrationController:
             batch_size=config.backfill.batch_size,
             slice_size=config.backfill.slice_size,
             lease_ttl_s=config.backfill.lease_ttl_s,
+            sleep=self._stop.wait,
         )
         self.backfiller.on_moved = self._retire_moved
-        self._known: _Snapshot | None = None
-        """The shared state as last read: served for _STATE_CACHE_S, and while the state store is down."""
-        self._last_stale_warning = 0.0
-        self._coverage: tuple[float, float] | None = None
-        self._progress: deque[tuple[float, int]] = deque(maxlen=30)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.backfiller.may_continue = self._may_backfill
 
     # -- Topology ------------------------------------------------------------------------------------
 
@@ -370,13 +378,20 @@ class MigrationController:
         if phase is Phase.PLANNED:
             return 0
         if phase is Phase.PAUSED:
+            self._resting = True
             # Dual writes go on while paused; their repair entries must not pile up until the resume.
             return self.backfiller.drain_repairs()[0]
+        if self._resting:
+            self._resting = False
+            self.throttle.restart()
         if phase is Phase.OLD_RETIRED:
             return self.storage.drop_batch(self.config.backfill.batch_size * 8)
         result = self.backfiller.step(include_slices=phase in _SLICE_PHASES)
         retired = self._retire() if self._traffic_on_new(phase) else 0
         return result.processed + retired
+
+    def _may_backfill(self) -> bool:
+        return not self._stop.is_set() and self._state().phase not in (Phase.PLANNED, Phase.PAUSED)
 
     def _traffic_on_new(self, phase: Phase) -> bool:
         if self.storage.policy != "retire_as_you_go":

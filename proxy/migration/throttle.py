@@ -1,14 +1,44 @@
-"""Backfill pacing: a docs/s limit, and backing off while query latency is over its budget (gh-ost style)."""
+"""Backfill pacing: a docs/s limit, and a share of the time the backfill may work that backs off while query
+latency is over its budget (gh-ost's throttle, with pt-online-schema-change's chunk-time batches)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import deque
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+MIN_SAMPLES = 20
+"""Fewer queries than this in a window tell nothing about its p99: an idle service must not throttle."""
+
+
+class _Series:
+    """Timestamped values in arrival order, kept in flat arrays: a window of a few thousand queries a
+    second is read in C (bisect, numpy) rather than one Python tuple at a time while the GIL is held."""
+
+    def __init__(self) -> None:
+        self._times = array("d")
+        self._values = array("d")
+        self._head = 0
+
+    def append(self, at: float, value: float) -> None:
+        self._times.append(at)
+        self._values.append(value)
+
+    def drop_before(self, horizon: float) -> None:
+        self._head = bisect_left(self._times, horizon, self._head)
+        if self._head > len(self._times) // 2:
+            del self._times[: self._head], self._values[: self._head]
+            self._head = 0
+
+    def after(self, since: float) -> np.ndarray:
+        start = bisect_right(self._times, since, self._head)
+        return np.frombuffer(self._values[start:], dtype=np.float64)
 
 
 class LatencyWindow:
@@ -21,49 +51,67 @@ class LatencyWindow:
     """
 
     def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._window_s = window_s
+        self.window_s = window_s
         self._clock = clock
-        self._samples: deque[tuple[float, float]] = deque()
-        self._lags: deque[tuple[float, float]] = deque()
+        self._samples = _Series()
+        self._lags = _Series()
         self._lock = threading.Lock()
 
     def record(self, latency_s: float) -> None:
         with self._lock:
-            self._samples.append((self._clock(), latency_s))
-            self._expire()
+            now = self._clock()
+            self._samples.append(now, latency_s)
+            self._samples.drop_before(now - self.window_s)
 
     def record_loop_lag(self, lag_s: float) -> None:
         with self._lock:
-            self._lags.append((self._clock(), lag_s))
-            self._expire()
+            now = self._clock()
+            self._lags.append(now, lag_s)
+            self._lags.drop_before(now - self.window_s)
 
-    def p99(self) -> float | None:
+    def p99(self, since: float = -math.inf) -> float | None:
+        """p99 of the window, or of its part after clock time `since`; None with too few queries there."""
         with self._lock:
-            self._expire()
-            if len(self._samples) < 20:
-                return None  # too few queries to judge; an idle service must not throttle
-            lag = float(np.percentile([s for _, s in self._lags], 99)) if self._lags else 0.0
-            return float(np.percentile([s for _, s in self._samples], 99)) + lag
-
-    def _expire(self) -> None:
-        horizon = self._clock() - self._window_s
-        for samples in (self._samples, self._lags):
-            while samples and samples[0][0] < horizon:
-                samples.popleft()
+            horizon = self._clock() - self.window_s
+            self._samples.drop_before(horizon)
+            self._lags.drop_before(horizon)
+            samples = self._samples.after(since)
+            if samples.size < MIN_SAMPLES:
+                return None
+            lags = self._lags.after(since)
+            lag = float(np.percentile(lags, 99)) if lags.size else 0.0
+            return float(np.percentile(samples, 99)) + lag
 
 
 @dataclass(frozen=True)
 class ThrottleState:
-    effective_rate: float
-    """Docs/s the backfill may use now; 0 means unlimited."""
+    duty: float
+    """Share of the time the backfill may spend working (1: all of it)."""
     reason: str
-    """Why the rate is below the limit; empty when it is not."""
+    """Why the duty is below 1, and the duty; empty when it is not."""
 
 
 class AdaptiveThrottle:
-    """Multiplicative back-off while p99 exceeds the budget, gradual recovery while it does not (AIMD)."""
+    """Decides when the next backfill batch may start and how many documents it may take.
 
-    MIN_FACTOR = 1 / 64
+    Two limits, the stricter one wins. `rate_limit` caps documents per second. With a `latency_budget_s`,
+    the backfill may work only a share of the time, its duty: after a batch that worked w seconds it rests
+    w * (1 - duty) / duty. The duty halves while the recent query p99 is over the budget (at most once a
+    second, and judged again only on queries answered after the last halving, since older ones cannot show
+    its effect). After a start or a resume it begins small and doubles every second (TCP's slow start) up
+    to where it was last halved to (TCP's ssthresh: what the queries bore before), then grows by
+    INCREASE_PER_S each second. A duty, not a rate: the backfill's share of the machine is what the
+    queries feel, whatever the model's speed. And with a budget a batch takes only as many documents as
+    fit in `batch_time_s` (pt-online-schema-change's chunk time), so each burst the queries meet is short
+    and the duty is kept in small steps rather than by one batch of a slow model running for seconds (a
+    local model embeds about as fast one document at a time as in batches of 32: measured, e5-small 26 vs
+    32 docs/s).
+    """
+
+    MIN_DUTY = 1 / 64
+    START_DUTY = 1 / 16
+    INCREASE_PER_S = 0.02
+    DECREASE_SPACING_S = 1.0
 
     def __init__(
         self,
@@ -71,50 +119,98 @@ class AdaptiveThrottle:
         latency_budget_s: float | None,
         window: LatencyWindow,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        batch_time_s: float = 0.1,
     ) -> None:
         self.rate_limit = rate_limit
         self.latency_budget_s = latency_budget_s
+        self.batch_time_s = batch_time_s
         self._window = window
         self._clock = clock
-        self._sleep = sleep
-        self._factor = 1.0
-        self._base = rate_limit
-        self._next_free = clock()
-        self._reason = ""
+        self._lock = threading.Lock()
+        self._duty = 1.0
+        self._slow_start = False
+        self._ceiling = 1.0
+        """Where slow start ends: the duty the last halving left."""
+        self._reason = "too few recent queries to judge by"
+        """The last judgement of the latency window."""
+        self._updated_at = clock()
+        self._last_decrease = -math.inf
+        self._doc_s: float | None = None
+        self._last_batch = (-math.inf, 0.0)
+        """(end, seconds of work) of the last batch: the rest it owes follows the duty as that moves."""
+        self._next_free = -math.inf
+
+    def restart(self) -> None:
+        """The backfill (re)starts after a pause: with a latency budget it begins at a small duty."""
+        with self._lock:
+            self._updated_at = self._clock()
+            if self.latency_budget_s is not None:
+                self._duty = min(self._duty, self.START_DUTY)
+                self._slow_start = True
 
     def state(self) -> ThrottleState:
-        return ThrottleState(self._effective_rate(), self._reason)
+        with self._lock:
+            self._update(self._clock())
+            if self._duty >= 1.0:
+                return ThrottleState(1.0, "")
+            start = "starting slowly: " if self._slow_start else ""
+            reason = f"{self._reason}; {start}the backfill works {self._duty:.0%} of the time"
+            return ThrottleState(self._duty, reason)
 
-    def adjust(self, unthrottled_rate: float) -> None:
-        """Re-reads the latency window; call once per batch. `unthrottled_rate` is what the backfill can do."""
-        p99 = self._window.p99()
-        over = self.latency_budget_s is not None and p99 is not None and p99 > self.latency_budget_s
-        if over:
-            self._factor = max(self.MIN_FACTOR, self._factor / 2)
-            assert p99 is not None and self.latency_budget_s is not None
-            self._reason = f"query p99 {p99 * 1000:.1f}ms over budget {self.latency_budget_s * 1000:.1f}ms"
-        else:
-            self._factor = min(1.0, self._factor + 0.1)
-            if self._factor >= 1.0:
-                self._reason = ""
-        # Back-off needs a base even without a configured limit: the backfill's own unthrottled speed.
-        self._base = self.rate_limit or unthrottled_rate
+    def batch_size(self, largest: int) -> int:
+        """Documents the next batch may take, out of a configured `largest`."""
+        with self._lock:
+            if self.latency_budget_s is None:
+                return largest
+            if self._doc_s is None:
+                return 1  # speed not known yet: one document measures it
+            return max(1, min(largest, int(self.batch_time_s / self._doc_s)))
 
-    def wait_for(self, docs: int) -> float:
-        """Sleeps until `docs` more documents fit the rate; returns the seconds slept."""
-        rate = self._effective_rate()
-        if rate <= 0:
-            return 0.0
-        now = self._clock()
-        start = max(now, self._next_free)
-        self._next_free = start + docs / rate
-        delay = start - now
-        if delay > 0:
-            self._sleep(delay)
-        return delay
+    def record_batch(self, scanned: int, embedded: int, work_s: float) -> None:
+        """A batch looked at `scanned` documents, re-embedded `embedded` of them and took `work_s` seconds;
+        books the rest its duty and the rate limit (which counts re-embedded documents) owe."""
+        with self._lock:
+            now = self._clock()
+            if scanned > 0:
+                per_doc = max(work_s, 0.0) / scanned
+                self._doc_s = per_doc if self._doc_s is None else 0.7 * self._doc_s + 0.3 * per_doc
+            self._update(now)
+            self._last_batch = (now, max(work_s, 0.0))
+            if self.rate_limit > 0 and embedded > 0:
+                self._next_free = max(now, self._next_free) + embedded / self.rate_limit
 
-    def _effective_rate(self) -> float:
-        if self._factor >= 1.0:
-            return self.rate_limit
-        return self._base * self._factor
+    def delay(self) -> float:
+        """Seconds until the next batch may start (0: now); ask again after waiting, the duty moves."""
+        with self._lock:
+            now = self._clock()
+            self._update(now)
+            ended, work_s = self._last_batch
+            rest_until = ended + work_s * (1.0 - self._duty) / self._duty
+            return max(0.0, rest_until - now, self._next_free - now)
+
+    def _update(self, now: float) -> None:
+        elapsed, self._updated_at = max(0.0, now - self._updated_at), now
+        budget = self.latency_budget_s
+        if budget is None:
+            self._duty, self._slow_start = 1.0, False
+            return
+        fresh = self._window.p99(since=max(self._last_decrease, now - self._window.window_s))
+        if fresh is not None:
+            verdict = "over" if fresh > budget else "within"
+            self._reason = f"query p99 {fresh * 1000:.1f}ms {verdict} budget {budget * 1000:.1f}ms"
+        if fresh is not None and fresh > budget:
+            if now - self._last_decrease >= self.DECREASE_SPACING_S:
+                self._duty = self._ceiling = max(self.MIN_DUTY, self._duty / 2)
+                self._slow_start = False
+                self._last_decrease = now
+        elif fresh is not None or now - self._last_decrease > self._window.window_s:
+            # Under budget, or no queries to judge by: the backfill may take more.
+            if fresh is None:
+                self._reason = "too few recent queries to judge by"
+            if self._slow_start:
+                self._duty = min(self._ceiling, self._duty * 2.0**elapsed)
+                self._slow_start = self._duty < self._ceiling
+            else:
+                self._duty = min(1.0, self._duty + self.INCREASE_PER_S * elapsed)
+            if self._duty >= 1.0:
+                self._slow_start = False

@@ -147,6 +147,7 @@ to the traffic split must not roll the pods, a change to the models or indexes m
 {{- with .backfill }}
 {{- $_ := unset . "rate_limit" }}
 {{- $_ := unset . "latency_budget_ms" }}
+{{- $_ := unset . "batch_time_ms" }}
 {{- end }}
 {{- end }}
 {{- toYaml $config | sha256sum }}
