@@ -104,7 +104,12 @@ class Throttled:
     backfill_docs_per_s_busy: float
     overlapped: bool
     """False when the backfill finished before a busy phase ended (that phase was partly idle)."""
-    throttle_reasons: list[str]
+    round_ratios: list[float]
+    """Busy p99 / idle p99 of each round on its own: how far one round's figure moves."""
+    duties: list[float]
+    """The throttle's duty at the end of each busy phase."""
+    last_reason: str
+    """The throttle's state at the end of the last busy phase."""
 
     @property
     def p99_ratio(self) -> float:
@@ -292,24 +297,45 @@ def measure_throttled(
     try:
         with sidecar.client() as client:
             phase = _query_phase(settings, sidecar.target, phase_s)
-            budget_ms, idle, busy, rate, overlapped, reasons = _alternate(
-                client, phase, workdir, base, settings.throttle_rounds, sidecar
-            )
+            run = _alternate(client, phase, workdir, base, settings.throttle_rounds, sidecar)
         ensure_running(sidecar)
     finally:
         sidecar.stop()
     return Throttled(
         new_model["kind"],
         batch,
-        budget_ms,
+        run.budget_ms,
         rate_limit,
         settings.throttle_clients,
-        idle,
-        busy,
-        rate,
-        overlapped,
-        reasons,
+        summarize_label(run.idle, "idle"),
+        summarize_label(run.busy, "busy"),
+        run.busy_docs / run.busy_s if run.busy_s else 0.0,
+        run.overlapped,
+        _round_ratios(run),
+        run.duties,
+        run.last_reason,
     )
+
+
+def _round_ratios(run: _Alternation) -> list[float]:
+    pairs = zip(run.idle, run.busy, strict=True)
+    return [ratio(_p99([busy]), _p99([idle])) for idle, busy in pairs]
+
+
+def _p99(results: list[PhaseResult]) -> float:
+    return summarize_label(results, results[0].label).p99_ms
+
+
+@dataclass
+class _Alternation:
+    budget_ms: float = 0.0
+    idle: list[PhaseResult] = field(default_factory=list)
+    busy: list[PhaseResult] = field(default_factory=list)
+    busy_docs: int = 0
+    busy_s: float = 0.0
+    overlapped: bool = True
+    duties: list[float] = field(default_factory=list)
+    last_reason: str = ""
 
 
 def _alternate(
@@ -319,44 +345,32 @@ def _alternate(
     base: BaseCorpus,
     rounds: int,
     sidecar: SidecarProcess,
-) -> tuple[float, LatencySummary, LatencySummary, float, bool, list[str]]:
-    """idle (planned) / busy / idle (paused) / busy ...; returns the budget set, idle, busy, and backfill
-    docs/s while busy."""
-    idle_results: list[PhaseResult] = []
-    busy_results: list[PhaseResult] = []
-    reasons: list[str] = []
-    busy_docs, busy_s, overlapped = 0, 0.0, True
-    budget_ms = 0.0
-    # Unmeasured, and as long as the sidecar's latency window: the p99 the budget is set from must not
-    # include the first queries' cold caches.
+) -> _Alternation:
+    """idle (planned) / busy / idle (paused) / busy ..., after an unmeasured warm-up."""
+    run = _Alternation()
+    # As long as the sidecar's latency window: the p99 the budget is set from must not include the first
+    # queries' cold caches.
     _load(replace(phase, duration_s=LatencyWindow().window_s), "warm-up", workdir, base)
     for number in range(rounds):
-        idle_results += _load(phase, "idle", workdir, base)
+        run.idle += _load(phase, "idle", workdir, base)
         if number == 0:
             # As an operator would: allow the p99 the sidecar reports for this load before any backfill
             # runs, plus the slack the target allows.
-            idle_p99_ms = status(client).backfill.query_p99_ms
-            budget_ms = round(BUDGET_OVER_IDLE * idle_p99_ms, 2)
-            set_latency_budget(sidecar, budget_ms)
+            run.budget_ms = round(BUDGET_OVER_IDLE * status(client).backfill.query_p99_ms, 2)
+            set_latency_budget(sidecar, run.budget_ms)
             start_migration(client)
         else:
             resume(client)
         before, started = status(client).backfill.done, time.perf_counter()
-        busy_results += _load(phase, "busy", workdir, base)
+        run.busy += _load(phase, "busy", workdir, base)
         progress = status(client).backfill
-        busy_docs += progress.done - before
-        busy_s += time.perf_counter() - started
-        overlapped = overlapped and not progress.complete
-        reasons.append(progress.throttle_reason or "not throttled at the end of the phase")
+        run.busy_docs += progress.done - before
+        run.busy_s += time.perf_counter() - started
+        run.overlapped = run.overlapped and not progress.complete
+        run.duties.append(progress.throttle_duty)
+        run.last_reason = progress.throttle_reason or "full duty"
         pause(client)
-    return (
-        budget_ms,
-        summarize_label(idle_results, "idle"),
-        summarize_label(busy_results, "busy"),
-        busy_docs / busy_s if busy_s else 0.0,
-        overlapped,
-        reasons,
-    )
+    return run
 
 
 def set_latency_budget(sidecar: SidecarProcess, budget_ms: float, timeout_s: float = 30.0) -> None:

@@ -295,8 +295,10 @@ def _backfill(run: BenchRun) -> str:
             "busy p99 ms",
             "p99 ratio",
             f"<= {backfill.TARGET_P99_RATIO}",
+            "p99 ratio per round",
             "backfill docs/s while busy",
-            "throttle state after each busy phase",
+            "duty after each busy phase",
+            "throttle at the end",
         ],
         [
             [
@@ -311,8 +313,10 @@ def _backfill(run: BenchRun) -> str:
                 _ms(q.busy.p99_ms),
                 _ratio(q.p99_ratio),
                 _verdict(q.passed, q.p99_ratio),
+                " / ".join(_ratio(r) for r in q.round_ratios),
                 _rate(q.backfill_docs_per_s_busy),
-                "; ".join(q.throttle_reasons) + ("" if q.overlapped else " (backfill ended early)"),
+                " / ".join(f"{d:.0%}" for d in q.duties),
+                q.last_reason + ("" if q.overlapped else " (backfill ended early)"),
             ]
             for v in r.variants
             for q in [v.throttled]
@@ -333,8 +337,12 @@ def _backfill(run: BenchRun) -> str:
         " batch size. `backfill.latency_budget_ms` is set as an operator would, before the backfill starts and"
         f" through the config file (hot reload), to {backfill.BUDGET_OVER_IDLE:g} times the query p99 the"
         " sidecar reports after the first idle phase (`migrate status`: from the gRPC handler to the"
-        " response, waiting for a worker thread included, so below the client-side figures here). A rate"
-        " limit is set only when the corpus is too small for the backfill to outlast the busy phases."
+        " response, waiting for a worker thread included, so below the client-side figures here), after an"
+        " unmeasured warm-up as long as the sidecar's latency window. With the budget the throttle sets the"
+        " backfill's duty (the share of the time it works) and sizes batches to `batch_time_ms` (100 ms), so"
+        " the batch column is only their upper bound. The p99 ratio is over all rounds together; the ratio of"
+        " each round on its own shows how far one 5-s figure moves. A rate limit is set only when the corpus"
+        " is too small for the backfill to outlast the busy phases."
     )
     notes = "".join(f"\n\n_{n}_" for n in r.notes)
     notes += _errors(

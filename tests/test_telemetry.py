@@ -73,6 +73,9 @@ def test_metrics_endpoint_follows_queries_and_the_backfill(
     assert _value(during, "switchyard_coverage") > 0.0
     assert _value(during, "switchyard_traffic_split_percent") == 50
     assert _value(during, "switchyard_storage_bytes", index="idx-b") > 0
+    assert _value(during, "switchyard_backfill_duty") == 1.0, (
+        "no latency budget: the backfill may work all the time"
+    )
     assert "switchyard_lazy_queue_depth" in {k.split("{")[0] for k in during}
 
 

@@ -56,6 +56,8 @@ class BackfillStatus:
     """0 with too few recent queries to tell."""
     latency_budget_ms: float = 0.0
     """0: no latency budget."""
+    throttle_duty: float = 1.0
+    """Share of the time the latency throttle lets the backfill work."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ class MigrationController:
             complete=self.backfiller.complete(),
             query_p99_ms=(self.latencies.p99() or 0.0) * 1000,
             latency_budget_ms=(self.throttle.latency_budget_s or 0.0) * 1000,
+            throttle_duty=throttle.duty,
         )
         return MigrationStatus(
             self.old.name,

@@ -149,6 +149,7 @@ def status_to_pb(status: MigrationStatus, promoter: Promoter) -> pb.GetMigration
             complete=b.complete,
             query_p99_ms=b.query_p99_ms,
             latency_budget_ms=b.latency_budget_ms,
+            throttle_duty=b.throttle_duty,
         ),
         coverage=status.coverage,
         traffic_percent=status.traffic_percent,

@@ -23,7 +23,7 @@ class PhaseChange(_message.Message):
     def __init__(self, from_phase: _Optional[str] = ..., to_phase: _Optional[str] = ..., at_unix: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class BackfillProgress(_message.Message):
-    __slots__ = ("done", "total", "rate", "eta_seconds", "paused", "throttle_reason", "rate_limit", "lazy_queue_depth", "pending_repairs", "complete", "query_p99_ms", "latency_budget_ms")
+    __slots__ = ("done", "total", "rate", "eta_seconds", "paused", "throttle_reason", "rate_limit", "lazy_queue_depth", "pending_repairs", "complete", "query_p99_ms", "latency_budget_ms", "throttle_duty")
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class BackfillProgress(_message.Message):
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     QUERY_P99_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    THROTTLE_DUTY_FIELD_NUMBER: _ClassVar[int]
     done: int
     total: int
     rate: float
@@ -48,7 +49,8 @@ class BackfillProgress(_message.Message):
     complete: bool
     query_p99_ms: float
     latency_budget_ms: float
-    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., throttle_reason: _Optional[str] = ..., rate_limit: _Optional[float] = ..., lazy_queue_depth: _Optional[int] = ..., pending_repairs: _Optional[int] = ..., complete: _Optional[bool] = ..., query_p99_ms: _Optional[float] = ..., latency_budget_ms: _Optional[float] = ...) -> None: ...
+    throttle_duty: float
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., throttle_reason: _Optional[str] = ..., rate_limit: _Optional[float] = ..., lazy_queue_depth: _Optional[int] = ..., pending_repairs: _Optional[int] = ..., complete: _Optional[bool] = ..., query_p99_ms: _Optional[float] = ..., latency_budget_ms: _Optional[float] = ..., throttle_duty: _Optional[float] = ...) -> None: ...
 
 class StorageStatus(_message.Message):
     __slots__ = ("policy", "old_bytes", "new_bytes", "baseline_bytes", "peak_ratio", "retired")
