@@ -126,6 +126,11 @@ class BackfillVariant:
     throughput: Throughput
     throttled: Throttled
 
+    @property
+    def throttled_share(self) -> float:
+        """Docs/s beside the query load under the budget over docs/s with no load: what the planner fits."""
+        return ratio(self.throttled.backfill_docs_per_s_busy, self.throughput.backfill_docs_per_s)
+
 
 @dataclass(frozen=True)
 class BackfillResult:

@@ -297,6 +297,7 @@ def _backfill(run: BenchRun) -> str:
             f"<= {backfill.TARGET_P99_RATIO}",
             "p99 ratio per round",
             "backfill docs/s while busy",
+            "share of unloaded docs/s",
             "duty after each busy phase",
             "throttle at the end",
         ],
@@ -315,6 +316,7 @@ def _backfill(run: BenchRun) -> str:
                 _verdict(q.passed, q.p99_ratio),
                 " / ".join(_ratio(r) for r in q.round_ratios),
                 _rate(q.backfill_docs_per_s_busy),
+                f"{v.throttled_share:.1%}",
                 " / ".join(f"{d:.0%}" for d in q.duties),
                 q.last_reason + ("" if q.overlapped else " (backfill ended early)"),
             ]
@@ -341,8 +343,11 @@ def _backfill(run: BenchRun) -> str:
         " unmeasured warm-up as long as the sidecar's latency window. With the budget the throttle sets the"
         " backfill's duty (the share of the time it works) and sizes batches to `batch_time_ms` (100 ms), so"
         " the batch column is only their upper bound. The p99 ratio is over all rounds together; the ratio of"
-        " each round on its own shows how far one 5-s figure moves. A rate limit is set only when the corpus"
-        " is too small for the backfill to outlast the busy phases."
+        " each round on its own shows how far one 5-s figure moves. The share of unloaded docs/s (busy docs/s"
+        " over the throughput run's) is what `switchyard plan --from-bench` fits its latency throttle to; a"
+        f" single queue would predict 1 - 1/{backfill.BUDGET_OVER_IDLE:g} ="
+        f" {1 - 1 / backfill.BUDGET_OVER_IDLE:.1%}. A rate limit is set only when the corpus is too small for"
+        " the backfill to outlast the busy phases."
     )
     notes = "".join(f"\n\n_{n}_" for n in r.notes)
     notes += _errors(

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.backfill import BackfillResult
+from bench.backfill import BUDGET_OVER_IDLE, BackfillResult
 from bench.fanout import FanoutResult
 from bench.machine import Machine
 from bench.overhead import OverheadResult
@@ -82,6 +82,8 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         "dual_p50_ms": fanout[1].dual.p50_ms if 1 in fanout else None,
         "dual_p99_ms": fanout[1].dual.p99_ms if 1 in fanout else None,
         "backfill_docs_per_s": hashing.throughput.backfill_docs_per_s if hashing else None,
+        "throttled_share": hashing.throttled_share if hashing else None,
+        "throttled_budget_ratio": BUDGET_OVER_IDLE if hashing else None,
     }
     for c, row in overhead.items():
         figures[f"overhead_p50_ratio_c{c}"] = row.p50_ratio

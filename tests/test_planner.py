@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -137,6 +138,35 @@ def test_lazy_moves_hot_traffic_first_but_not_the_cold_corpus() -> None:
     assert parallel.traffic_target_s < backfill.traffic_target_s / 5
 
 
+def test_a_measured_throttled_run_replaces_the_single_queue_model() -> None:
+    measured = Measurements(throttled_share=0.04, throttled_budget_ratio=1.2)
+    exponent = measured.throttle_exponent()
+    assert exponent < 1.0, "real queries are hurt more than a single queue predicts"
+    # The fitted curve goes through the measured point and still frees the machine as the budget loosens.
+    assert throttle_share(10.0, 12.0, qps=100, exponent=exponent) == pytest.approx(0.04)
+    assert throttle_share(10.0, 20.0, qps=100, exponent=exponent) > 0.04
+    assert throttle_share(10.0, 20.0, qps=100, exponent=exponent) < throttle_share(10.0, 20.0, qps=100)
+    assumed, fitted = plan(_input()), plan(_input(measurements=measured))
+    for strategy in (Strategy.BACKFILL, Strategy.PARALLEL):
+        assert fitted.get(strategy).throttle_share < assumed.get(strategy).throttle_share
+        assert (fitted.get(strategy).full_coverage_s or math.inf) > (
+            assumed.get(strategy).full_coverage_s or 0
+        )
+    assert Measurements().throttle_exponent() == 1.0
+
+
+def test_lazy_moves_share_the_backfill_throttle() -> None:
+    # p99 at idle 15 ms: a 16 ms budget leaves the worker 1/16 of the time, a 150 ms budget nine tenths.
+    tight, loose = plan(_input(latency_budget_ms=16)), plan(_input(latency_budget_ms=150))
+    for strategy in (Strategy.LAZY, Strategy.PARALLEL):
+        # Fan-out serves at dual p99 (21 ms by default), over the tight budget: the throttle sits at its floor.
+        assert tight.get(strategy).throttle_share == THROTTLE_FLOOR
+        assert tight.get(strategy).reembedded_docs < loose.get(strategy).reembedded_docs
+        tight_traffic = tight.get(strategy).traffic_target_s or math.inf
+        assert tight_traffic > (loose.get(strategy).traffic_target_s or math.inf) * 2
+    assert not any("not throttled" in note for sp in tight.strategies for note in sp.notes)
+
+
 def test_recall_follows_the_given_curve_and_never_drops_below_todays() -> None:
     curve = ((0.0, 0.5), (1.0, 1.0))
     result = plan(_input(recall_curve=curve))
@@ -167,8 +197,9 @@ def test_budget_and_deadline_are_hard_constraints() -> None:
 
 
 def test_bench_results_override_defaults_and_say_so() -> None:
-    measured = measurements_from_bench({"embed_docs_per_s": 400, "query_p99_ms": 9.5, "other": 1}, "b.json")
-    assert (measured.embed_docs_per_s, measured.query_p99_ms) == (400.0, 9.5)
+    raw = {"embed_docs_per_s": 400, "query_p99_ms": 9.5, "throttled_share": 0.04, "other": 1}
+    measured = measurements_from_bench(raw, "b.json")
+    assert (measured.embed_docs_per_s, measured.query_p99_ms, measured.throttled_share) == (400.0, 9.5, 0.04)
     assert measured.index_insert_docs_per_s == Measurements().index_insert_docs_per_s
     assert measured.source_of("embed_docs_per_s") == "measured (b.json)"
     assert measured.source_of("index_insert_docs_per_s") == "assumed (default)"
