@@ -128,8 +128,15 @@ class BackfillVariant:
 
     @property
     def throttled_share(self) -> float:
-        """Docs/s beside the query load under the budget over docs/s with no load: what the planner fits."""
-        return ratio(self.throttled.backfill_docs_per_s_busy, self.throughput.backfill_docs_per_s)
+        """Docs/s beside the query load under the budget over docs/s with no load: what the planner fits.
+
+        NaN when the run's rate limit (set to make a small corpus outlast the busy phases) came close to
+        holding the backfill back: then it, not the throttle, set the pace.
+        """
+        busy, limit = self.throttled.backfill_docs_per_s_busy, self.throttled.rate_limit
+        if limit and busy >= 0.9 * limit:
+            return float("nan")
+        return ratio(busy, self.throughput.backfill_docs_per_s)
 
 
 @dataclass(frozen=True)

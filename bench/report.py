@@ -316,7 +316,7 @@ def _backfill(run: BenchRun) -> str:
                 _verdict(q.passed, q.p99_ratio),
                 " / ".join(_ratio(r) for r in q.round_ratios),
                 _rate(q.backfill_docs_per_s_busy),
-                f"{v.throttled_share:.1%}",
+                f"{v.throttled_share:.1%}" if math.isfinite(v.throttled_share) else "n/a: rate-limited",
                 " / ".join(f"{d:.0%}" for d in q.duties),
                 q.last_reason + ("" if q.overlapped else " (backfill ended early)"),
             ]
