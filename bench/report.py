@@ -328,7 +328,8 @@ def _backfill(run: BenchRun) -> str:
         "Throughput: a sidecar re-embeds index A into an empty B with no query load (docs/s from the first"
         " progress to `complete`, so the first batch is left out); the raw figure is a fresh embedder of the"
         " same model embedding the same texts in the same batches in the benchmark process, and nothing"
-        " else (its first batch left out too, as a warm-up). A backfill embeds a batch and then inserts it, so"
+        " else (its first batch left out too, as a warm-up), once before the backfill and once after, combined."
+        " A backfill embeds a batch and then inserts it, so"
         " when the embedder is faster than the index (the hashing model) the insert bounds it: raw insert is"
         ' the base corpus load through the same adapter (under "Time per section"), and the last ratio'
         " compares the backfill with both stages run one after the other, 1 / (1/embed + 1/insert)."
