@@ -280,25 +280,26 @@ def test_config_file_change_moves_the_split_and_a_bad_file_is_ignored(app: App, 
     assert app.controller.traffic_percent() == 40
 
 
+def _reload_backfill(path: Path, raw: dict[str, Any], watcher: ConfigWatcher, **values: Any) -> None:
+    raw["migration"]["backfill"] = {**raw["migration"].get("backfill", {}), **values}
+    path.write_text(yaml.safe_dump(raw))
+    assert watcher.check()
+
+
 def test_config_file_change_sets_the_backfill_latency_budget(app: App, tmp_path: Path) -> None:
     assert app.controller is not None
     path, raw, watcher = _watched_config(app, tmp_path)
-    raw["migration"]["backfill"] = {**raw["migration"].get("backfill", {}), "latency_budget_ms": 7.5}
-    path.write_text(yaml.safe_dump(raw))
-    assert watcher.check()
+    _reload_backfill(path, raw, watcher, latency_budget_ms=7.5)
     assert app.controller.throttle.latency_budget_s == pytest.approx(0.0075)
     del raw["migration"]["backfill"]["latency_budget_ms"]
-    path.write_text(yaml.safe_dump(raw))
-    assert watcher.check()
+    _reload_backfill(path, raw, watcher)
     assert app.controller.throttle.latency_budget_s is None
 
 
 def test_config_file_change_sets_the_backfill_batch_time(app: App, tmp_path: Path) -> None:
     assert app.controller is not None
     path, raw, watcher = _watched_config(app, tmp_path)
-    raw["migration"]["backfill"] = {**raw["migration"].get("backfill", {}), "batch_time_ms": 250}
-    path.write_text(yaml.safe_dump(raw))
-    assert watcher.check()
+    _reload_backfill(path, raw, watcher, batch_time_ms=250)
     assert app.controller.throttle.batch_time_s == pytest.approx(0.25)
 
 
