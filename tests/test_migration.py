@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from proxy.core.model import DocumentInput, RoutingMode, Vector
 from proxy.core.service import QueryInput
 from proxy.errors import FailedPrecondition, Unavailable
 from proxy.migration.phases import Phase
+from proxy.ports import Embedder
 from proxy.server import App
 from tests.migration_support import drain, in_process_app, load_corpus, migration_config, writes_applied
 
@@ -69,28 +72,64 @@ def test_pause_stops_the_backfill_and_resume_continues_it(app: App) -> None:
     assert app.controller.status().coverage == 1.0
 
 
-def test_a_pause_during_the_throttle_rest_starts_no_further_batch(tmp_path: Path) -> None:
-    application = in_process_app(migration_config(tmp_path / "data", latency_budget_ms=1.0))
+@pytest.fixture
+def resting_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[App, threading.Event]]:
+    """A started migration whose worker owes a long rest; the event is set once it waits in that rest."""
+    application = in_process_app(migration_config(tmp_path / "data", latency_budget_ms=50.0))
+    controller = application.controller
+    assert controller is not None
+    load_corpus(application, 200)
+    controller.start()
+    controller.run_once()
+    controller.throttle.record_batch(1, 1, 30.0)  # at a duty of 1/16 or less: a rest of minutes
+    for _ in range(30):
+        application.latencies.record(0.5)  # queries far over the budget: the duty cannot grow back meanwhile
+    resting = threading.Event()
+    wait = controller.backfiller._sleep
+
+    def sleep(seconds: float) -> object:
+        resting.set()
+        return wait(seconds)
+
+    monkeypatch.setattr(controller.backfiller, "_sleep", sleep)
+    yield application, resting
+    application.close()
+
+
+def test_a_pause_during_the_throttle_rest_starts_no_further_batch(
+    resting_app: tuple[App, threading.Event],
+) -> None:
+    application, resting = resting_app
+    controller = application.controller
+    assert controller is not None
+    ids = [f"doc-{n:07d}" for n in range(200)]
+    before = _b_versions(application, ids)
+    worker = threading.Thread(target=controller.run_once, name="resting-worker")
+    worker.start()
+    assert resting.wait(10.0), "the worker waits out the rest"
+    controller.pause()
+    worker.join(timeout=5.0)
+    assert not worker.is_alive(), "the pause ended the rest early"
+    assert _b_versions(application, ids) == before, "no batch started after the pause"
+
+
+def test_dual_writes_are_confirmed_while_the_backfill_rests(resting_app: tuple[App, threading.Event]) -> None:
+    application, resting = resting_app
+    controller = application.controller
+    assert controller is not None
+    worker = threading.Thread(target=controller.run_once, name="resting-worker")
+    worker.start()
     try:
-        controller = application.controller
-        assert controller is not None
-        docs = load_corpus(application, 200)
-        controller.start()
-        for _ in range(30):
-            application.latencies.record(0.5)  # queries far over the 1 ms budget: the duty is cut
-        controller.run_once()
-        before = _b_versions(application, [d.id for d in docs])
-        assert 0 < len(before) < 200
-        assert controller.throttle.delay() > 0.05, "the batch left a rest to wait out"
-        resting = threading.Thread(target=controller.run_once, name="resting-worker")
-        resting.start()
-        controller.pause()
-        resting.join(timeout=2.0)
-        assert not resting.is_alive(), "the pause ended the rest early"
-        after = _b_versions(application, [d.id for d in docs])
-        assert after == before, "no batch started after the pause"
+        assert resting.wait(10.0)
+        application.service.upsert([DocumentInput("written-during-rest", "tea and biscuits")])
+        deadline = time.monotonic() + 10.0
+        while controller.status().backfill.pending_repairs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert controller.status().backfill.pending_repairs == 0, "confirmed without waiting out the rest"
+        assert worker.is_alive(), "and the worker is still resting"
     finally:
-        application.close()
+        controller.pause()
+        worker.join(timeout=5.0)
 
 
 def test_with_a_latency_budget_the_first_batch_takes_one_document(tmp_path: Path) -> None:
@@ -103,6 +142,36 @@ def test_with_a_latency_budget_the_first_batch_takes_one_document(tmp_path: Path
         assert application.controller.status().backfill.done == 1, "speed unknown: one document measures it"
         drain(application)
         assert application.controller.status().coverage == 1.0
+    finally:
+        application.close()
+
+
+class _RemoteLike:
+    """An embedder that reports a server behind it (as the HTTP embedder does); embeds with the one it wraps."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+        self.model, self.dim, self.in_process = inner.model, inner.dim, False
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        return self._inner.embed(texts)
+
+    def embed_query(self, texts: Sequence[str]) -> list[Vector]:
+        return self._inner.embed_query(texts)
+
+
+def test_with_a_latency_budget_a_remote_embedder_keeps_whole_batches(tmp_path: Path) -> None:
+    application = in_process_app(migration_config(tmp_path / "data", latency_budget_ms=50.0))
+    try:
+        controller = application.controller
+        assert controller is not None
+        target = controller.backfiller.target
+        controller.backfiller.target = replace(target, embedder=_RemoteLike(target.embedder))
+        load_corpus(application, 100)
+        controller.start()
+        controller.run_once()
+        # Cutting a remote embedder's batch to fit 100 ms would only multiply its round trips.
+        assert controller.status().backfill.done == 25
     finally:
         application.close()
 

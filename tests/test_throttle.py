@@ -40,6 +40,28 @@ def test_rate_limit_spaces_batches_to_the_configured_docs_per_second() -> None:
     assert waited == pytest.approx(4.5)
 
 
+def test_rate_limit_holds_when_batches_take_time_of_their_own() -> None:
+    clock = _Clock()
+    throttle, _ = _throttle(100.0, None, clock)
+    for _ in range(10):
+        clock.now += throttle.delay()
+        clock.now += 0.2  # the batch works 0.2 s
+        throttle.record_batch(50, 50, 0.2)
+    # 500 documents at 100 docs/s take 5 s from the first batch's start, however long each batch works.
+    assert clock.now + throttle.delay() == pytest.approx(5.0)
+
+
+def test_a_changed_rate_limit_applies_to_the_wait_already_owed() -> None:
+    clock = _Clock()
+    throttle, _ = _throttle(1.0, None, clock)
+    throttle.record_batch(64, 64, 0.0)
+    assert throttle.delay() == pytest.approx(64.0)
+    throttle.rate_limit = 64.0
+    assert throttle.delay() == pytest.approx(1.0)
+    throttle.rate_limit = 0.0
+    assert throttle.delay() == 0.0
+
+
 def test_rate_limit_counts_only_documents_that_were_re_embedded() -> None:
     clock = _Clock()
     throttle, _ = _throttle(100.0, None, clock)
@@ -121,10 +143,10 @@ def test_duty_has_a_floor_so_the_backfill_never_stops() -> None:
     assert throttle.state().duty == AdaptiveThrottle.MIN_DUTY
 
 
-def test_restart_begins_slowly_and_doubles_each_second_while_within_budget() -> None:
+def test_resume_begins_slowly_and_doubles_each_second_while_within_budget() -> None:
     clock = _Clock()
     throttle, window = _throttle(0.0, 0.050, clock)
-    throttle.restart()
+    throttle.resume()
     start = throttle.state()
     assert start.duty == AdaptiveThrottle.START_DUTY and "starting slowly" in start.reason
     for _ in range(2):
@@ -144,7 +166,7 @@ def test_slow_start_stops_where_the_last_halving_left_the_duty() -> None:
     clock.now += 1.0
     _queries(window, 0.200)
     assert throttle.state().duty == 0.25
-    throttle.restart()  # paused and resumed
+    throttle.resume()  # paused and resumed
     assert throttle.state().duty == AdaptiveThrottle.START_DUTY
     for _ in range(5):
         clock.now += 1.0
@@ -154,10 +176,42 @@ def test_slow_start_stops_where_the_last_halving_left_the_duty() -> None:
     assert throttle.state().duty == pytest.approx(0.25 + 3 * AdaptiveThrottle.INCREASE_PER_S)
 
 
-def test_restart_without_a_budget_keeps_full_speed() -> None:
+def test_resume_after_a_full_recovery_slow_starts_back_to_full() -> None:
+    clock = _Clock()
+    throttle, window = _throttle(0.0, 0.050, clock)
+    _queries(window, 0.200)
+    throttle.state()  # halved once: the ceiling is 1/2
+    for _ in range(30):
+        clock.now += 1.0
+        _queries(window, 0.005)
+        throttle.state()
+    assert throttle.state().duty == 1.0
+    throttle.pause()
+    throttle.resume()
+    for _ in range(4):
+        clock.now += 1.0
+        _queries(window, 0.005)
+    # 1/16 doubled four times: the duty it had when paused, not the old halving, bounds the slow start.
+    assert throttle.state().duty == 1.0
+
+
+def test_a_paused_backfill_judges_no_queries() -> None:
+    clock = _Clock()
+    throttle, window = _throttle(0.0, 0.050, clock)
+    throttle.pause()
+    for _ in range(5):
+        clock.now += 1.0
+        _queries(window, 0.500)
+        throttle.state()
+    assert throttle.state().duty == 1.0, "slow queries while paused are not the backfill's doing"
+    throttle.resume()
+    assert throttle.state().duty == AdaptiveThrottle.START_DUTY
+
+
+def test_resume_without_a_budget_keeps_full_speed() -> None:
     clock = _Clock()
     throttle, _ = _throttle(0.0, None, clock)
-    throttle.restart()
+    throttle.resume()
     assert throttle.state().duty == 1.0
 
 
@@ -168,8 +222,36 @@ def test_with_a_budget_batches_take_what_fits_in_the_batch_time() -> None:
     throttle.record_batch(4, 4, 0.2)  # 50 ms a document
     assert throttle.batch_size(64) == 2
     for _ in range(20):
-        throttle.record_batch(100, 100, 0.1)  # 1 ms a document now: the estimate follows within a few
+        throttle.record_batch(throttle.batch_size(64), 100, 0.1)  # 1 ms a document now
     assert throttle.batch_size(64) == 64, "capped by the configured batch size"
+
+
+def test_batches_grow_at_most_twofold_and_documents_already_moved_do_not_count() -> None:
+    clock = _Clock()
+    throttle, _ = _throttle(0.0, 0.050, clock, batch_time_s=0.1)
+    throttle.record_batch(2, 2, 0.1)  # 50 ms a document: two fit
+    assert throttle.batch_size(64) == 2
+    throttle.record_batch(64, 0, 0.001)  # a stretch the new index already holds: nothing embedded
+    assert throttle.batch_size(64) == 2, "the estimate is per embedded document"
+    for _ in range(10):
+        throttle.record_batch(2, 2, 0.0002)  # far faster now: some 70 would fit
+    assert throttle.batch_size(64) == 4, "at most twice the last batch"
+
+
+def test_a_batch_that_took_no_measurable_time_sizes_the_next_without_error() -> None:
+    clock = _Clock()
+    throttle, _ = _throttle(0.0, 0.050, clock)
+    throttle.record_batch(10, 10, 0.0)
+    assert throttle.batch_size(64) == 20
+
+
+def test_without_queries_a_resumed_backfill_ramps_up_at_once() -> None:
+    clock = _Clock()
+    throttle, _ = _throttle(0.0, 0.050, clock)
+    throttle.pause()
+    throttle.resume()
+    clock.now += 4.0
+    assert throttle.state().duty == 1.0, "nothing to protect: 1/16 doubles to full in four seconds"
 
 
 def test_too_few_queries_do_not_throttle() -> None:

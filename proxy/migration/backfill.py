@@ -146,7 +146,11 @@ class Backfiller:
         checked, repaired = self.drain_repairs()
         if repaired:
             return StepResult("repair", checked, repaired)
-        if not self._await_turn():
+        turn, rest_checked, repaired = self._await_turn()
+        checked += rest_checked
+        if repaired:
+            return StepResult("repair", checked, repaired)
+        if not turn:
             return StepResult("repair", checked, 0) if checked else StepResult("idle", 0, 0)
         processed, written = self._drain_lazy()
         if processed:
@@ -164,20 +168,37 @@ class Backfiller:
         slices = self.slices()
         return bool(slices) and all(s.finished for s in slices)
 
-    def _await_turn(self) -> bool:
-        """Waits until the throttle lets the next batch start; False when `may_continue` says stop first."""
+    def _await_turn(self) -> tuple[bool, int, int]:
+        """Waits until the throttle lets the next batch start, draining repairs meanwhile.
+
+        Returns (whether the batch may start, repair entries settled, documents repaired); the wait ends early
+        when `may_continue` says stop or a repair wrote documents (the step reports that instead).
+        """
+        checked = 0
         while (delay := self.throttle.delay()) > 0:
             if not self.may_continue():
-                return False
-            # In short steps: a pause must not wait out a long rest, and a rising duty shortens the rest.
+                return False, checked, 0
+            # In short steps: a pause must not wait out a long rest, a rising duty shortens the rest, and
+            # confirmations of dual writes must not wait for the backfill's turn.
             self._sleep(min(delay, 0.25))
-        return self.may_continue()
+            settled, repaired = self.drain_repairs()
+            checked += settled
+            if repaired:
+                return False, checked, repaired
+        return self.may_continue(), checked, 0
+
+    def _batch_size(self) -> int:
+        # Sized to the throttle's batch time only where embedding competes with queries for this machine's
+        # cores: a remote embedder's batch is mostly a round trip, and cutting it would only multiply them.
+        if self.target.embedder.in_process:
+            return self.throttle.batch_size(self.batch_size)
+        return self.batch_size
 
     def _drain_lazy(self) -> tuple[int, int]:
         # Hot documents go first, but within the same throttle: a burst of queries must not turn into a burst
         # of embedding load on the serving path.
         started = self._clock()
-        ids = self.store.dequeue(LAZY_QUEUE, self.throttle.batch_size(self.batch_size))
+        ids = self.store.dequeue(LAZY_QUEUE, self._batch_size())
         if not ids:
             return 0, 0
         docs = self._needing_reembed(self.source.index.get(ids))
@@ -250,7 +271,7 @@ class Backfiller:
 
     def _slice_batch(self, slice_: Slice) -> StepResult:
         started = self._clock()
-        size = self.throttle.batch_size(self.batch_size)
+        size = self._batch_size()
         page = self.source.index.scan(slice_.cursor, size)
         in_range = [d for d in page if slice_.until is None or d.id <= slice_.until]
         finished = len(in_range) < len(page) or len(page) < size

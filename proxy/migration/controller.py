@@ -129,8 +129,7 @@ class MigrationController:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._resting = True
-        """No batch since the worker started or the backfill was paused: the next one starts the throttle
-        slowly."""
+        """Not started yet, or paused: the next working round resumes the throttle (a slow start)."""
         self.backfiller = Backfiller(
             old,
             new if backfill_embedder is None else replace(new, embedder=backfill_embedder),
@@ -378,15 +377,14 @@ class MigrationController:
     def run_once(self) -> int:
         """One unit of backfill work if the phase allows it; returns the documents processed."""
         phase = self._state().phase
-        if phase is Phase.PLANNED:
-            return 0
-        if phase is Phase.PAUSED:
+        if phase in (Phase.PLANNED, Phase.PAUSED):
             self._resting = True
+            self.throttle.pause()
             # Dual writes go on while paused; their repair entries must not pile up until the resume.
-            return self.backfiller.drain_repairs()[0]
+            return self.backfiller.drain_repairs()[0] if phase is Phase.PAUSED else 0
         if self._resting:
             self._resting = False
-            self.throttle.restart()
+            self.throttle.resume()
         if phase is Phase.OLD_RETIRED:
             return self.storage.drop_batch(self.config.backfill.batch_size * 8)
         result = self.backfiller.step(include_slices=phase in _SLICE_PHASES)

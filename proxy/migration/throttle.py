@@ -98,20 +98,23 @@ class AdaptiveThrottle:
     the backfill may work only a share of the time, its duty: after a batch that worked w seconds it rests
     w * (1 - duty) / duty. The duty halves while the recent query p99 is over the budget (at most once a
     second, and judged again only on queries answered after the last halving, since older ones cannot show
-    its effect). After a start or a resume it begins small and doubles every second (TCP's slow start) up
-    to where it was last halved to (TCP's ssthresh: what the queries bore before), then grows by
-    INCREASE_PER_S each second. A duty, not a rate: the backfill's share of the machine is what the
-    queries feel, whatever the model's speed. And with a budget a batch takes only as many documents as
-    fit in `batch_time_s` (pt-online-schema-change's chunk time), so each burst the queries meet is short
-    and the duty is kept in small steps rather than by one batch of a slow model running for seconds (a
-    local model embeds about as fast one document at a time as in batches of 32: measured, e5-small 26 vs
-    32 docs/s).
+    its effect, as after a resume). After a resume it begins small and doubles every second (TCP's slow start) up to where it
+    was last halved to or, if higher, where it stood when paused (TCP's ssthresh: what the queries bore),
+    then grows by INCREASE_PER_S each second. A duty, not a rate: the backfill's share of the machine is
+    what the queries feel, whatever the model's speed. And with a budget a batch of a local model takes
+    only as many documents as fit in `batch_time_s` (pt-online-schema-change's chunk time), so each burst
+    the queries meet is short and the duty is kept in small steps rather than by one batch of a slow model
+    running for seconds (a local model embeds about as fast one document at a time as in batches of 32:
+    measured, e5-small 26 vs 32 docs/s). While paused it judges nothing: queries slow for other reasons
+    must not lower the duty of a backfill that is not running.
     """
 
     MIN_DUTY = 1 / 64
     START_DUTY = 1 / 16
     INCREASE_PER_S = 0.02
     DECREASE_SPACING_S = 1.0
+    MAX_GROWTH = 2
+    """A batch takes at most this many times the documents of the one before."""
 
     def __init__(
         self,
@@ -130,21 +133,34 @@ class AdaptiveThrottle:
         self._duty = 1.0
         self._slow_start = False
         self._ceiling = 1.0
-        """Where slow start ends: the duty the last halving left."""
+        """Where slow start ends: the duty the last halving left, or the duty when last paused."""
+        self._paused = False
         self._reason = "too few recent queries to judge by"
         """The last judgement of the latency window."""
         self._updated_at = clock()
         self._last_decrease = -math.inf
+        self._judged_since = -math.inf
+        """Only queries answered after this count: the last halving's, or the last resume's, effect."""
         self._doc_s: float | None = None
-        self._last_batch = (-math.inf, 0.0)
-        """(end, seconds of work) of the last batch: the rest it owes follows the duty as that moves."""
-        self._next_free = -math.inf
+        """Seconds per re-embedded document, averaged over recent batches."""
+        self._last_size = 0
+        self._last_batch = (-math.inf, -math.inf, 0.0, 0)
+        """(start, end, seconds of work, documents embedded) of the last batch: the rest its work owes and
+        the wait its documents owe follow the duty and the rate limit as they are when asked."""
 
-    def restart(self) -> None:
-        """The backfill (re)starts after a pause: with a latency budget it begins at a small duty."""
+    def pause(self) -> None:
+        """The backfill stopped (paused, or not started): nothing to judge until `resume`."""
         with self._lock:
-            self._updated_at = self._clock()
+            self._update(self._clock())
+            self._paused = True
+
+    def resume(self) -> None:
+        """The backfill starts or resumes: with a latency budget it begins at a small duty (slow start)."""
+        with self._lock:
+            self._paused = False
+            self._updated_at = self._judged_since = self._clock()
             if self.latency_budget_s is not None:
+                self._ceiling = max(self._ceiling, self._duty)
                 self._duty = min(self._duty, self.START_DUTY)
                 self._slow_start = True
 
@@ -158,35 +174,41 @@ class AdaptiveThrottle:
             return ThrottleState(self._duty, reason)
 
     def batch_size(self, largest: int) -> int:
-        """Documents the next batch may take, out of a configured `largest`."""
+        """Documents the next batch of a local model may take, out of a configured `largest`."""
         with self._lock:
             if self.latency_budget_s is None:
                 return largest
             if self._doc_s is None:
                 return 1  # speed not known yet: one document measures it
-            return max(1, min(largest, int(self.batch_time_s / self._doc_s)))
+            fits = int(self.batch_time_s / max(self._doc_s, 1e-9))
+            return max(1, min(largest, fits, self.MAX_GROWTH * max(1, self._last_size)))
 
     def record_batch(self, scanned: int, embedded: int, work_s: float) -> None:
-        """A batch looked at `scanned` documents, re-embedded `embedded` of them and took `work_s` seconds;
-        books the rest its duty and the rate limit (which counts re-embedded documents) owe."""
+        """A batch looked at `scanned` documents, re-embedded `embedded` of them and took `work_s` seconds,
+        ending now; the rest it owes to its duty and the wait it owes to the rate limit (which counts
+        re-embedded documents) follow from that."""
         with self._lock:
-            now = self._clock()
-            if scanned > 0:
-                per_doc = max(work_s, 0.0) / scanned
+            now, work_s = self._clock(), max(work_s, 0.0)
+            self._last_size = scanned
+            if embedded > 0:
+                # Per embedded document: documents the new index already holds cost a version lookup, and a
+                # stretch of them must not make the next batch of real work look cheap.
+                per_doc = work_s / embedded
                 self._doc_s = per_doc if self._doc_s is None else 0.7 * self._doc_s + 0.3 * per_doc
             self._update(now)
-            self._last_batch = (now, max(work_s, 0.0))
-            if self.rate_limit > 0 and embedded > 0:
-                self._next_free = max(now, self._next_free) + embedded / self.rate_limit
+            self._last_batch = (now - work_s, now, work_s, embedded)
 
     def delay(self) -> float:
         """Seconds until the next batch may start (0: now); ask again after waiting, the duty moves."""
         with self._lock:
             now = self._clock()
             self._update(now)
-            ended, work_s = self._last_batch
+            started, ended, work_s, embedded = self._last_batch
             rest_until = ended + work_s * (1.0 - self._duty) / self._duty
-            return max(0.0, rest_until - now, self._next_free - now)
+            rate = self.rate_limit  # read once: set from other threads
+            # As if the batch had waited for its slot before it started: the rate holds whatever it took.
+            free_at = started + embedded / rate if rate > 0 else -math.inf
+            return max(0.0, rest_until - now, free_at - now)
 
     def _update(self, now: float) -> None:
         elapsed, self._updated_at = max(0.0, now - self._updated_at), now
@@ -194,7 +216,9 @@ class AdaptiveThrottle:
         if budget is None:
             self._duty, self._slow_start = 1.0, False
             return
-        fresh = self._window.p99(since=max(self._last_decrease, now - self._window.window_s))
+        if self._paused:
+            return
+        fresh = self._window.p99(since=max(self._judged_since, now - self._window.window_s))
         if fresh is not None:
             verdict = "over" if fresh > budget else "within"
             self._reason = f"query p99 {fresh * 1000:.1f}ms {verdict} budget {budget * 1000:.1f}ms"
@@ -202,13 +226,14 @@ class AdaptiveThrottle:
             if now - self._last_decrease >= self.DECREASE_SPACING_S:
                 self._duty = self._ceiling = max(self.MIN_DUTY, self._duty / 2)
                 self._slow_start = False
-                self._last_decrease = now
-        elif fresh is not None or now - self._last_decrease > self._window.window_s:
-            # Under budget, or no queries to judge by: the backfill may take more.
+                self._last_decrease = self._judged_since = now
+        elif fresh is not None or self._window.p99() is None:
+            # Under budget, or too little traffic in the whole window to judge by: the backfill may take more.
+            # (Traffic that has not yet answered enough queries since a halving or a resume waits for them.)
             if fresh is None:
                 self._reason = "too few recent queries to judge by"
             if self._slow_start:
-                self._duty = min(self._ceiling, self._duty * 2.0**elapsed)
+                self._duty = max(self._duty, min(self._ceiling, self._duty * 2.0**elapsed))
                 self._slow_start = self._duty < self._ceiling
             else:
                 self._duty = min(1.0, self._duty + self.INCREASE_PER_S * elapsed)
