@@ -42,6 +42,12 @@ class FanoutRow:
         return ratio(self.dual.p50_ms, self.slower_leg_p50_ms)
 
     @property
+    def cpu_ratio(self) -> float:
+        """Sidecar CPU per dual query over the slower leg's: what the p50 ratio follows once no core idles."""
+        slower = max(self.old.server_cpu_ms_per_request, self.new.server_cpu_ms_per_request)
+        return ratio(self.dual.server_cpu_ms_per_request, slower)
+
+    @property
     def passed(self) -> bool:
         return self.p50_ratio <= TARGET_P50_RATIO
 

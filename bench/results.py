@@ -90,6 +90,7 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         figures[f"baseline_query_p50_ms_c{c}"] = row.baseline.p50_ms
     for c, row in fanout.items():
         figures[f"fanout_p50_ratio_c{c}"] = row.p50_ratio
+        figures[f"fanout_cpu_ratio_c{c}"] = row.cpu_ratio
     for name, variant in variants.items():
         figures[f"embed_docs_per_s_{name}"] = variant.throughput.embed_docs_per_s
         figures[f"backfill_docs_per_s_{name}"] = variant.throughput.backfill_docs_per_s
