@@ -869,8 +869,9 @@ def _inputs(inp: PlanInput) -> list[str]:
 
 
 def _throttle_input(m: Measurements) -> tuple[str, str]:
-    exponent = f"share = 1 - (p99 idle / budget)^{m.throttle_exponent():.2f}"
-    if m.throttle_exponent() == 1.0:
+    a = m.throttle_exponent()
+    exponent = f"share = 1 - (p99 idle / budget)^{a:.2f}"
+    if a == 1.0:
         return exponent, "assumed (a single queue)"
     measured = f"{m.throttled_share:.1%} at {m.throttled_budget_ratio:g}x"
     return f"{exponent} ({measured})", f"fitted to {m.source_of('throttled_share')}"

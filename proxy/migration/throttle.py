@@ -58,16 +58,16 @@ class LatencyWindow:
         self._lock = threading.Lock()
 
     def record(self, latency_s: float) -> None:
-        with self._lock:
-            now = self._clock()
-            self._samples.append(now, latency_s)
-            self._samples.drop_before(now - self.window_s)
+        self._add(self._samples, latency_s)
 
     def record_loop_lag(self, lag_s: float) -> None:
+        self._add(self._lags, lag_s)
+
+    def _add(self, series: _Series, value: float) -> None:
         with self._lock:
             now = self._clock()
-            self._lags.append(now, lag_s)
-            self._lags.drop_before(now - self.window_s)
+            series.append(now, value)
+            series.drop_before(now - self.window_s)
 
     def p99(self, since: float = -math.inf) -> float | None:
         """p99 of the window, or of its part after clock time `since`; None with too few queries there."""
