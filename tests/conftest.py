@@ -9,9 +9,23 @@ from typing import Any
 
 import pytest
 
-from proxy.sidecar_process import SidecarProcess, free_port
+from proxy.demo.sidecar_process import SidecarProcess, free_port
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+TIERS = ("unit", "integration", "e2e", "contract", "reliability")
+_SLOW_TIERS = frozenset({"e2e", "reliability"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test with the tier its folder names, so `-m` selects by folder and no file can forget."""
+    for item in items:
+        tier = next((part for part in item.path.relative_to(Path(__file__).parent).parts if part in TIERS), None)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
+        if tier in _SLOW_TIERS:
+            item.add_marker("slow")
 
 
 def run_serve(config_path: Path, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:

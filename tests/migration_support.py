@@ -7,10 +7,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from proxy.config import parse_config
+from proxy.app.config import parse_config
+from proxy.app.server import App, build_app
 from proxy.core.model import DocumentInput
-from proxy.corpus import synthetic_corpus
-from proxy.server import App, build_app
+from proxy.demo.corpus import synthetic_corpus
 from tests.conftest import REDIS_URL
 
 

@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from proxy.core.model import Vector
+from proxy.core.ports import Embedder
 from proxy.core.service import QueryOutcome
 from proxy.core.tracing import AttributeValue, Span, Tracer
-from proxy.ports import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.core.model import DocumentInput, IndexRecord, Vector
-from proxy.ports import Embedder, VectorIndex
+from proxy.core.ports import Embedder, VectorIndex
 
 
 @dataclass(frozen=True)

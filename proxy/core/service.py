@@ -11,6 +11,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from proxy.core.binding import IndexBinding
+from proxy.core.errors import InvalidArgument, Unavailable
 from proxy.core.fanout import LegPools, LegRequest, LegResult, fan_out
 from proxy.core.merge import ScoreMerger
 from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
@@ -18,7 +19,6 @@ from proxy.core.router import RoutingDecision, route
 from proxy.core.topology import Layout, Topology
 from proxy.core.tracing import NOOP_TRACER, Span, Tracer
 from proxy.core.validation import check_batch_size, check_documents, check_ids, check_k
-from proxy.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ class VectorService:
             return list(new.hits)[:k]
         self._topology.record_uncovered([h.id for h in uncovered])
         # The old leg contributes only what the new index lacks; normalizing that remainder on its own
-        # measured better recall for rank fusion than normalizing the whole old leg (bench/recall.py).
+        # measured better recall for rank fusion than normalizing the whole old leg (proxy/bench/recall.py).
         return self._merger.merge(uncovered, new.hits, k)
 
     @staticmethod

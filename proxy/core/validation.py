@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from proxy.core.errors import InvalidArgument
 from proxy.core.model import DocumentInput, Vector
-from proxy.errors import InvalidArgument
 
 MAX_ID_CHARS = 512
 

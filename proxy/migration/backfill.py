@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, replace
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import IndexRecord, StoredDocument, WriteResult
+from proxy.core.ports import StateStore
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle
-from proxy.ports import StateStore
 
 SLICES_KEY = "backfill:slices"
 PLAN_LEASE = "backfill:plan"

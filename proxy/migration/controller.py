@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
-from proxy.config import MigrationConfig
+from proxy.app.config import MigrationConfig
 from proxy.core.binding import IndexBinding
+from proxy.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from proxy.core.model import RoutingMode, StoredDocument
 from proxy.core.topology import Layout
-from proxy.errors import FailedPrecondition, InvalidArgument, Unavailable
 from proxy.migration.backfill import Backfiller, reembed
 from proxy.migration.phases import (
     DUAL_WRITE_PHASES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from proxy.errors import FailedPrecondition
+from proxy.core.errors import FailedPrecondition
 
 
 class Phase(StrEnum):

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from proxy.core.model import Vector
-from proxy.ports import Embedder
+from proxy.core.ports import Embedder
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

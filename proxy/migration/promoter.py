@@ -6,8 +6,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-from proxy.config import MigrationConfig
-from proxy.errors import FailedPrecondition
+from proxy.app.config import MigrationConfig
+from proxy.core.errors import FailedPrecondition
 from proxy.migration.controller import VALIDATION_KEY, MigrationController
 from proxy.migration.phases import MigrationState, Phase
 from proxy.migration.promotion import Action, Decision, decide, next_step

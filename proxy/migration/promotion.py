@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from proxy.config import PromotionConfig
+from proxy.app.config import PromotionConfig
 from proxy.migration.validation import Gate
 
 

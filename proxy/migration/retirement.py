@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import StoredDocument
-from proxy.ports import StateStore
+from proxy.core.ports import StateStore
 
 STORAGE_KEY = "storage"
 RETIRE_CURSOR = "retire_cursor"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from proxy.core.fanout import LegResult
-from proxy.quality import overlap_at_k, rank_biased_overlap
+from proxy.core.quality import overlap_at_k, rank_biased_overlap
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from proxy.errors import FailedPrecondition
+from proxy.core.errors import FailedPrecondition
+from proxy.core.ports import StateStore
 from proxy.migration.phases import MigrationState, Phase, PhaseChange
-from proxy.ports import StateStore
 
 MIGRATION_KEY = "migration"
 HISTORY_KEY = "migration:history"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.config import GatesConfig
+from proxy.app.config import GatesConfig
 from proxy.core.binding import IndexBinding
-from proxy.errors import InvalidArgument
+from proxy.core.errors import InvalidArgument
+from proxy.core.quality import ndcg_at_k, recall_at_k
 from proxy.migration.shadow import ShadowSummary
-from proxy.quality import ndcg_at_k, recall_at_k
 
 
 @dataclass(frozen=True)

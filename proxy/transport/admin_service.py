@@ -11,7 +11,7 @@ import grpc
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as pb_grpc
-from proxy.errors import FailedPrecondition
+from proxy.core.errors import FailedPrecondition
 from proxy.migration.controller import MigrationController, MigrationStatus
 from proxy.migration.promoter import Promoter
 from proxy.migration.validation import Gate, GoldenQuery, report_table

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from proxy.errors import (
+from proxy.core.errors import (
     ConfigError,
     FailedPrecondition,
     InvalidArgument,

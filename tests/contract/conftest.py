@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 import pytest
 
-from proxy.adapters.index_hnsw import HnswIndex
-from proxy.adapters.index_pgvector import PgVectorIndex
-from proxy.errors import Unavailable
-from proxy.ports import VectorIndex
+from proxy.adapters.hnsw.index import HnswIndex
+from proxy.adapters.pgvector.index import PgVectorIndex
+from proxy.core.errors import Unavailable
+from proxy.core.ports import VectorIndex
 
 IndexFactory = Callable[..., VectorIndex]
 """`factory(dim=8, space="cosine")` opens a fresh, empty index; the fixture closes it after the test."""

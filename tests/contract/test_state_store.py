@@ -18,10 +18,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.adapters.state_local import LocalStateStore
-from proxy.adapters.state_redis import RedisStateStore
-from proxy.ports import StateStore
-from proxy.state_errors import StateUnavailable
+from proxy.adapters.state.local_store import LocalStateStore
+from proxy.adapters.state.redis_store import RedisStateStore
+from proxy.core.errors import StateUnavailable
+from proxy.core.ports import StateStore
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SHORT_TTL_S = 0.2

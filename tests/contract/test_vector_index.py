@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.core.model import IndexRecord, Metadata, Vector
-from proxy.ports import VectorIndex, iter_all
+from proxy.core.ports import VectorIndex, iter_all
 
 IndexFactory = Callable[..., VectorIndex]
 DIM = 8

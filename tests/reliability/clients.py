@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from proxy.client import Doc, SwitchyardClient
+from proxy.cli.client import Doc, SwitchyardClient
 from tests.reliability.support import Ledger, Op
 
 

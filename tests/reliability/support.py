@@ -23,11 +23,11 @@ import redis
 from hypothesis import HealthCheck, settings
 
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
-from proxy.adapters.index_hnsw import HnswIndex
-from proxy.client import SwitchyardClient
+from proxy.adapters.hnsw.index import HnswIndex
+from proxy.cli.client import SwitchyardClient
 from proxy.core.model import StoredDocument
-from proxy.ports import iter_all
-from proxy.sidecar_process import free_port
+from proxy.core.ports import iter_all
+from proxy.demo.sidecar_process import free_port
 
 RESULTS_ENV = "SWITCHYARD_RELIABILITY_RESULTS"
 FUZZ_RANDOM_ENV = "SWITCHYARD_FUZZ_RANDOM"

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as admin_pb
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
-from proxy.client import Doc, SwitchyardClient
+from proxy.cli.client import Doc, SwitchyardClient
 from proxy.core.validation import MAX_ID_CHARS
-from proxy.corpus import synthetic_corpus
-from proxy.sidecar_process import SidecarProcess, free_port
+from proxy.demo.corpus import synthetic_corpus
+from proxy.demo.sidecar_process import SidecarProcess, free_port
 from tests.conftest import REDIS_URL, sidecar_config
 from tests.reliability.support import fuzz_settings, record_result, require_redis
 

@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import proxy.config
-from proxy.config import load_config, parse_config
-from proxy.errors import ConfigError
+import proxy.app.config
+from proxy.app.config import load_config, parse_config
+from proxy.core.errors import ConfigError
 from tests.conftest import run_serve
 from tests.reliability.support import fuzz_settings, record_result
 
@@ -44,8 +44,8 @@ VALID: dict[str, Any] = {
 # Every field name of the schema: a message naming a field contains one of them (or a key the input used).
 FIELDS = {
     name
-    for _, model in inspect.getmembers(proxy.config, inspect.isclass)
-    if issubclass(model, BaseModel) and model.__module__ == proxy.config.__name__
+    for _, model in inspect.getmembers(proxy.app.config, inspect.isclass)
+    if issubclass(model, BaseModel) and model.__module__ == proxy.app.config.__name__
     for name in model.model_fields
 }
 # Paths hold no NUL byte here: a NUL in data_dir is a known gap (test_cli_names_the_field_of_a_broken_file).

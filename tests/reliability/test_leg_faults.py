@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from proxy.app.server import App
+from proxy.core.errors import Unavailable
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
-from proxy.errors import Unavailable
-from proxy.server import App
 from tests.migration_support import in_process_app, load_corpus, migration_config
 from tests.reliability.support import percentile, record_result
 

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import redis
 
-from proxy.adapters.state_redis import RedisStateStore
+from proxy.adapters.state.redis_store import RedisStateStore
+from proxy.app.server import App
+from proxy.core.errors import Unavailable
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
-from proxy.errors import Unavailable
 from proxy.migration.backfill import PENDING_SETTLE_S
 from proxy.migration.state import REPAIR_PRIORITY, PendingWrite, repair_queue
-from proxy.server import App
 from tests.migration_support import in_process_app, migration_config
 from tests.reliability.support import RedisServer
 

@@ -19,9 +19,9 @@ import grpc
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as admin_pb
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
-from proxy.client import Doc, SwitchyardClient
-from proxy.corpus import synthetic_corpus, synthetic_queries
-from proxy.sidecar_process import SidecarProcess, free_port
+from proxy.cli.client import Doc, SwitchyardClient
+from proxy.demo.corpus import synthetic_corpus, synthetic_queries
+from proxy.demo.sidecar_process import SidecarProcess, free_port
 from tests.migration_support import migration_config
 from tests.reliability.clients import Answer, Querier, Writer
 from tests.reliability.support import (

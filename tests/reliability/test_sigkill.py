@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as admin_pb
-from proxy.client import Doc, SwitchyardClient
-from proxy.corpus import synthetic_corpus
-from proxy.sidecar_process import SidecarProcess, free_port
+from proxy.cli.client import Doc, SwitchyardClient
+from proxy.demo.corpus import synthetic_corpus
+from proxy.demo.sidecar_process import SidecarProcess, free_port
 from tests.migration_support import migration_config
 from tests.reliability.clients import Writer
 from tests.reliability.support import (

@@ -1,0 +1,118 @@
+"""Builds adapters from the config: the one place that knows which class implements which port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from proxy.adapters.embedders.hashing import HashingEmbedder
+from proxy.adapters.embedders.local_models import E5SmallEmbedder, MiniLMEmbedder
+from proxy.adapters.embedders.openai_http import OpenAIEmbedder, RetryPolicy
+from proxy.adapters.hnsw.index import HnswIndex
+from proxy.adapters.pgvector.index import PgVectorIndex
+from proxy.adapters.state.local_store import LocalStateStore
+from proxy.adapters.state.redis_store import RedisStateStore
+from proxy.app.config import (
+    E5SmallModelConfig,
+    HashingModelConfig,
+    IndexConfig,
+    MiniLMModelConfig,
+    ModelConfig,
+    OpenAIModelConfig,
+    StateConfig,
+    SwitchyardConfig,
+)
+from proxy.core.binding import IndexBinding
+from proxy.core.ports import Embedder, StateStore, VectorIndex
+from proxy.migration.priority import BackfillEmbedder
+
+
+def build_embedder(name: str, config: ModelConfig) -> Embedder:
+    """The embedder of one `models:` entry; its `model` is the entry's name, which clients and indexes use."""
+    match config:
+        case HashingModelConfig():
+            return HashingEmbedder(model=name, dim=config.dim, seed=config.seed)
+        case E5SmallModelConfig():
+            return E5SmallEmbedder(name, batch_size=config.batch_size)
+        case MiniLMModelConfig():
+            return MiniLMEmbedder(name, batch_size=config.batch_size)
+        case OpenAIModelConfig():
+            return OpenAIEmbedder(
+                name,
+                base_url=config.base_url,
+                model=config.model,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                timeout_s=config.timeout_s,
+                batch_size=config.batch_size,
+                retry=RetryPolicy(max_retries=config.max_retries),
+                document_input_type=config.document_input_type,
+                query_input_type=config.query_input_type,
+            )
+
+
+def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> VectorIndex:
+    if config.backend == "pgvector":
+        pg = config.pgvector
+        assert pg is not None, "IndexConfig requires the pgvector section with this backend"
+        return PgVectorIndex(
+            name,
+            dim,
+            pg.resolved_dsn(),
+            table=pg.table,
+            space=config.space,
+            hnsw_m=pg.m,
+            hnsw_ef_construction=pg.ef_construction,
+            ef_search=pg.ef_search,
+            pool_size=pg.pool_size,
+        )
+    params = config.hnsw
+    return HnswIndex(
+        name,
+        dim,
+        data_dir / "indexes" / name,
+        space=config.space,
+        m=params.m,
+        ef_construction=params.ef_construction,
+        ef_search=params.ef_search,
+        initial_capacity=params.initial_capacity,
+        row_cache=params.row_cache,
+        insert_threads=params.insert_threads,
+    )
+
+
+def build_state(config: StateConfig, data_dir: Path) -> StateStore:
+    if config.backend == "redis":
+        return RedisStateStore(config.redis_url, config.namespace)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return LocalStateStore(data_dir / "state.sqlite3", config.namespace)
+
+
+def build_bindings(
+    config: SwitchyardConfig, wrap: Callable[[Embedder], Embedder] = lambda e: e
+) -> dict[str, IndexBinding]:
+    """One binding per configured index, sharing one embedder object per model (wrapped, e.g. for tracing)."""
+    embedders = {name: wrap(build_embedder(name, m)) for name, m in config.models.items()}
+    bindings = {}
+    for name, index_config in config.indexes.items():
+        embedder = embedders[index_config.model]
+        index = build_index(name, index_config, embedder.dim, config.data_dir)
+        bindings[name] = IndexBinding(index, embedder)
+    return bindings
+
+
+def build_backfill_embedder(
+    config: SwitchyardConfig, wrap: Callable[[Embedder], Embedder] = lambda e: e
+) -> BackfillEmbedder | None:
+    """The backfill's own instance of the new index's model when that is a local model (see BackfillEmbedder).
+
+    Hashing computes in Python, holding the GIL, and an HTTP embedder waits on a server: both share the
+    query path's instance and run at normal priority.
+    """
+    if config.migration is None:
+        return None
+    name = config.indexes[config.migration.new_index].model
+    model = config.models[name]
+    if not isinstance(model, E5SmallModelConfig | MiniLMModelConfig):
+        return None
+    return BackfillEmbedder(wrap(build_embedder(name, model)), config.migration.backfill.embed_nice)

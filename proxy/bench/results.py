@@ -1,0 +1,147 @@
+"""One benchmark run's results, and their machine-readable form (BENCHMARKS.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.bench.backfill import BUDGET_OVER_IDLE, BackfillResult
+from proxy.bench.fanout import FanoutResult
+from proxy.bench.machine import Machine
+from proxy.bench.overhead import OverheadResult
+from proxy.bench.recall import RecallRow
+from proxy.bench.scale import ScaleResult
+from proxy.bench.settings import BenchSettings
+from proxy.bench.storage import StorageResult
+
+
+@dataclass(frozen=True)
+class BaseLoad:
+    corpus: int
+    dim: int
+    embed_s: float
+    insert_docs_per_s: float
+    insert_s: float
+    flush_s: float
+
+
+@dataclass(frozen=True)
+class RecallResult:
+    corpus: int
+    queries: int
+    dim: int
+    rows: list[RecallRow]
+    real: RealModelRecall | None = None
+    """The same table with two real models, when the run asked for them and they load."""
+    real_skipped: str = ""
+    """Why the real-model table is missing ('' when it is there or was not asked for)."""
+
+
+@dataclass(frozen=True)
+class RealModelRecall:
+    old_model: str
+    new_model: str
+    corpus: int
+    queries: int
+    seconds: float
+    rows: list[RecallRow]
+
+
+@dataclass
+class BenchRun:
+    command: str
+    settings: BenchSettings
+    machine: Machine
+    load_avg_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    duration_s: float = 0.0
+    base: BaseLoad | None = None
+    overhead: OverheadResult | None = None
+    fanout: FanoutResult | None = None
+    backfill: BackfillResult | None = None
+    recall: RecallResult | None = None
+    storage: StorageResult | None = None
+    scale: ScaleResult | None = None
+    section_s: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def key_figures(run: BenchRun) -> dict[str, float | None]:
+    """The figures agreed with the planner, then the ratios the targets are judged on (None: not measured)."""
+    overhead = {r.concurrency: r for r in run.overhead.rows} if run.overhead else {}
+    fanout = {r.concurrency: r for r in run.fanout.rows} if run.fanout else {}
+    variants = {v.model: v for v in run.backfill.variants} if run.backfill else {}
+    hashing = variants.get("hashing")
+    storage = {r.policy: r for r in run.storage.rows} if run.storage else {}
+    figures = {
+        "embed_docs_per_s": hashing.throughput.embed_docs_per_s if hashing else None,
+        "index_insert_docs_per_s": run.base.insert_docs_per_s if run.base else None,
+        "query_p50_ms": overhead[1].sidecar.p50_ms if 1 in overhead else None,
+        "query_p99_ms": overhead[1].sidecar.p99_ms if 1 in overhead else None,
+        "dual_p50_ms": fanout[1].dual.p50_ms if 1 in fanout else None,
+        "dual_p99_ms": fanout[1].dual.p99_ms if 1 in fanout else None,
+        "backfill_docs_per_s": hashing.throughput.backfill_docs_per_s if hashing else None,
+        "throttled_share": hashing.throttled_share if hashing else None,
+        "throttled_budget_ratio": BUDGET_OVER_IDLE if hashing else None,
+    }
+    for c, row in overhead.items():
+        figures[f"overhead_p50_ratio_c{c}"] = row.p50_ratio
+        figures[f"baseline_query_p50_ms_c{c}"] = row.baseline.p50_ms
+    for c, row in fanout.items():
+        figures[f"fanout_p50_ratio_c{c}"] = row.p50_ratio
+        figures[f"fanout_cpu_ratio_c{c}"] = row.cpu_ratio
+    for name, variant in variants.items():
+        figures[f"embed_docs_per_s_{name}"] = variant.throughput.embed_docs_per_s
+        figures[f"backfill_docs_per_s_{name}"] = variant.throughput.backfill_docs_per_s
+        figures[f"backfill_embed_ratio_{name}"] = variant.throughput.ratio
+        if run.base:
+            figures[f"backfill_stage_ratio_{name}"] = variant.throughput.stage_ratio(
+                run.base.insert_docs_per_s
+            )
+        figures[f"throttled_p99_ratio_{name}"] = variant.throttled.p99_ratio
+    for policy, row in storage.items():
+        figures[f"storage_peak_ratio_{policy}"] = row.peak_ratio
+    return {name: _finite(value) for name, value in figures.items()}
+
+
+def recall_curve(run: BenchRun, strategy: str = "calibrated") -> list[list[float]] | None:
+    """[coverage, recall@10] of the sidecar's default merge: what `switchyard plan --from-bench` reads."""
+    if run.recall is None:
+        return None
+    return [
+        [row.coverage, round(row.recall[strategy], 4)] for row in run.recall.rows if strategy in row.recall
+    ]
+
+
+def to_json(run: BenchRun) -> dict[str, Any]:
+    return {
+        **key_figures(run),
+        "recall_curve": recall_curve(run),
+        "embed_model": "hashing",
+        "command": run.command,
+        "run": jsonable(run),
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses become dicts of their fields and properties (ratios, pass/fail), recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        derived = {
+            name: jsonable(getattr(value, name))
+            for name, attribute in vars(type(value)).items()
+            if isinstance(attribute, property)
+        }
+        return fields | derived
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return _finite(value)
+    return value
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else round(value, 4)

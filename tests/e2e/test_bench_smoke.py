@@ -1,0 +1,72 @@
+"""`switchyard bench --quick` end to end: every section runs and reports sane, non-zero figures.
+
+No timing thresholds: this proves the benchmark works, not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from proxy.cli.main import main
+
+
+HEADINGS = (
+    "## 1. Proxy overhead",
+    "## 2. Fan-out",
+    "## 3. Backfill",
+    "## 4. Recall@10",
+    "## 5. Storage",
+    "## 6. Scale",
+)
+AGREED_KEYS = (
+    "embed_docs_per_s",
+    "index_insert_docs_per_s",
+    "query_p50_ms",
+    "query_p99_ms",
+    "dual_p50_ms",
+    "backfill_docs_per_s",
+)
+
+
+@pytest.fixture(scope="module")
+def bench_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--log-level", "WARNING", "bench", "--quick", "--real-model", "none"]
+    assert main([*argv, "--out-dir", str(out), "--workdir", str(out / "work")]) == 0
+    return (out / "BENCHMARKS.md").read_text(), json.loads((out / "BENCHMARKS.json").read_text())
+
+
+def test_report_has_every_section_and_the_command(bench_output: tuple[str, dict[str, Any]]) -> None:
+    report, _ = bench_output
+    for heading in HEADINGS:
+        assert heading in report
+    assert "Failed in this run" not in report
+    assert "`switchyard bench --quick --real-model none`" in report
+    assert "Python 3." in report and "cores" in report
+
+
+def test_json_has_the_agreed_figures_all_positive(bench_output: tuple[str, dict[str, Any]]) -> None:
+    _, data = bench_output
+    for key in AGREED_KEYS:
+        assert data[key] is not None and data[key] > 0, key
+    assert data["run"]["errors"] == {}
+
+
+def test_every_section_measured_something(bench_output: tuple[str, dict[str, Any]]) -> None:
+    run = bench_output[1]["run"]
+    for row in run["overhead"]["rows"]:
+        assert row["baseline"]["count"] > 0 and row["sidecar"]["count"] > 0
+        assert row["baseline"]["errors"] == row["sidecar"]["errors"] == 0
+    for row in run["fanout"]["rows"]:
+        assert min(row[leg]["count"] for leg in ("old", "new", "dual")) > 0
+    hashing = run["backfill"]["variants"][0]
+    assert hashing["throughput"]["backfill_docs_per_s"] > 0 and hashing["throttled"]["busy"]["count"] > 0
+    assert all(0.0 <= r <= 1.0 for row in run["recall"]["rows"] for r in row["recall"].values())
+    keep_old = run["storage"]["rows"][0]
+    assert keep_old["policy"] == "keep_old" and keep_old["peak_bytes"] > keep_old["one_copy_bytes"] > 0
+    for row in run["scale"]["rows"]:
+        assert row["single"]["count"] > 0 and row["dual"]["count"] > 0
+        assert row["insert_docs_per_s"] > 0 and row["backfill_docs_per_s"] > 0
