@@ -20,7 +20,9 @@ _SLOW_TIERS = frozenset({"e2e", "reliability"})
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks every test with the tier its folder names, so `-m` selects by folder and no file can forget."""
     for item in items:
-        tier = next((part for part in item.path.relative_to(Path(__file__).parent).parts if part in TIERS), None)
+        tier = next(
+            (part for part in item.path.relative_to(Path(__file__).parent).parts if part in TIERS), None
+        )
         if tier is None:
             raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(tier)

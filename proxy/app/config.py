@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from proxy.core.errors import ConfigError
+from proxy.migration.retirement import StoragePolicy
 
 
 class _Strict(BaseModel):
@@ -254,7 +255,7 @@ class MigrationConfig(_Strict):
     lazy: LazyConfig = LazyConfig()
     validation: ValidationConfig = ValidationConfig()
     promotion: PromotionConfig = PromotionConfig()
-    storage_policy: Literal["keep_old", "retire_as_you_go"] = "keep_old"
+    storage_policy: StoragePolicy = StoragePolicy.KEEP_OLD
     """retire_as_you_go deletes a document's old copy once the new index holds it and traffic is on the
     new path, keeping peak storage near one copy; the old index can then no longer serve a rollback."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from proxy.app.config import load_config
 from proxy.core.errors import ConfigError, Unavailable
+from proxy.migration.retirement import StoragePolicy
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -100,7 +101,9 @@ def _add_plan(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     plan.add_argument("--tokens-per-query", type=float, default=16.0)
     plan.add_argument("--zipf", type=float, default=1.1, help="access skew: Zipf exponent of query hits")
     plan.add_argument("--hits-per-query", type=int, default=10, help="documents a query touches (k)")
-    plan.add_argument("--storage-policy", choices=["keep_old", "retire_as_you_go"], default="keep_old")
+    plan.add_argument(
+        "--storage-policy", choices=[p.value for p in StoragePolicy], default=StoragePolicy.KEEP_OLD.value
+    )
     plan.add_argument("--backfill-rate-limit", type=float, default=0.0, help="docs/s (0: unlimited)")
     plan.add_argument("--recall-curve", help="coverage:recall pairs, e.g. 0:0.66,0.5:0.78,1:1")
     plan.add_argument("--traffic-target", type=float, default=90.0, help="percent of query traffic")

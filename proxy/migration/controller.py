@@ -26,7 +26,7 @@ from proxy.migration.phases import (
     transition,
 )
 from proxy.migration.priority import BackfillEmbedder
-from proxy.migration.retirement import STORAGE_KEY, StorageStatus, StorageTracker
+from proxy.migration.retirement import STORAGE_KEY, StoragePolicy, StorageStatus, StorageTracker
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, MigrationRecord, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle, LatencyWindow
 
@@ -395,7 +395,7 @@ class MigrationController:
         return not self._stop.is_set() and self._state().phase not in (Phase.PLANNED, Phase.PAUSED)
 
     def _traffic_on_new(self, phase: Phase) -> bool:
-        if self.storage.policy != "retire_as_you_go":
+        if self.storage.policy is not StoragePolicy.RETIRE_AS_YOU_GO:
             return False
         return phase is Phase.CUT_OVER or (phase in _SLICE_PHASES and self.traffic_percent() >= 100.0)
 

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import StoredDocument
 from proxy.core.ports import StateStore
+
+
+class StoragePolicy(StrEnum):
+    """What happens to a document's old copy once the new index holds it (config, planner and tracker)."""
+
+    KEEP_OLD = "keep_old"
+    """Both copies stay until the old index is retired after cut-over: instant rollback, two copies."""
+    RETIRE_AS_YOU_GO = "retire_as_you_go"
+    """The old copy is deleted once traffic is on the new path: storage stays near one copy."""
+
 
 STORAGE_KEY = "storage"
 RETIRE_CURSOR = "retire_cursor"
@@ -23,7 +34,7 @@ COMPACT_AT_DEAD_FRACTION = 0.1
 
 @dataclass(frozen=True)
 class StorageStatus:
-    policy: str
+    policy: StoragePolicy
     old_bytes: int
     new_bytes: int
     baseline_bytes: int
@@ -39,7 +50,7 @@ class StorageTracker:
         old: IndexBinding,
         new: IndexBinding,
         store: StateStore,
-        policy: str,
+        policy: StoragePolicy,
         next_versions: Callable[[int], int],
     ) -> None:
         self.old = old

@@ -73,9 +73,12 @@ from typing import Any
 
 import numpy as np
 
+from proxy.migration.retirement import StoragePolicy
+from proxy.migration.throttle import AdaptiveThrottle
+
 DAY_S = 86_400.0
-THROTTLE_FLOOR = 1 / 64
-"""The adaptive throttle's smallest duty (proxy.migration.throttle.AdaptiveThrottle.MIN_DUTY)."""
+THROTTLE_FLOOR = AdaptiveThrottle.MIN_DUTY
+"""The adaptive throttle's smallest duty: the planner's throttle never holds the backfill below it."""
 
 DEFAULT_RECALL_CURVE: tuple[tuple[float, float], ...] = (
     (0.0, 0.66),
@@ -103,11 +106,6 @@ TITLES: Mapping[Strategy, str] = {
     Strategy.LAZY: "(c) lazy on read only",
     Strategy.PARALLEL: "(d) parallel (default)",
 }
-
-
-class StoragePolicy(StrEnum):
-    KEEP_OLD = "keep_old"
-    RETIRE_AS_YOU_GO = "retire_as_you_go"
 
 
 # -- inputs -------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import pytest
 
 from proxy.cli.main import main
 
-
 HEADINGS = (
     "## 1. Proxy overhead",
     "## 2. Fan-out",
