@@ -79,7 +79,7 @@ def _add_migrate(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def _add_plan(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def run(args: argparse.Namespace) -> int:
-        from proxy.planning.planner import run_plan_command
+        from proxy.planning.cli import run_plan_command
 
         return run_plan_command(args)
 
@@ -94,7 +94,7 @@ def _add_plan(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     plan.add_argument("--latency-budget-ms", type=float, default=50.0, help="query p99 to protect")
     measured = plan.add_mutually_exclusive_group()
     measured.add_argument("--embed-rate", type=float, help="new-model embedding throughput, docs/s (batched)")
-    measured.add_argument("--from-bench", help="benchmark results JSON (schema: proxy/planner.py)")
+    measured.add_argument("--from-bench", help="benchmark results JSON (schema: proxy/planning/inputs.py)")
     plan.add_argument("--insert-rate", type=float, help="index insert throughput, docs/s")
     plan.add_argument("--price-per-1m-tokens", type=float, default=0.02, help="embedding price, $")
     plan.add_argument("--tokens-per-doc", type=float, default=200.0)

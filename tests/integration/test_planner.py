@@ -18,19 +18,17 @@ from proxy.app.server import App
 from proxy.app.wiring import build_embedder, build_index
 from proxy.cli.main import main
 from proxy.core.model import DocumentInput, IndexRecord
-from proxy.planning.planner import (
+from proxy.migration.retirement import StoragePolicy
+from proxy.planning import (
     DEFAULT_RECALL_CURVE,
     THROTTLE_FLOOR,
     Measurements,
     PlanInput,
-    StoragePolicy,
     Strategy,
-    lazy_coverage,
     measurements_from_bench,
     plan,
-    throttle_share,
-    zipf_bins,
 )
+from proxy.planning.model import lazy_coverage, throttle_share, zipf_bins
 from tests.migration_support import in_process_app, load_corpus, migration_config
 
 BACKFILLING = (Strategy.OFFLINE, Strategy.BACKFILL, Strategy.PARALLEL)

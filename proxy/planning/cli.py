@@ -1,0 +1,108 @@
+"""`switchyard plan`: command-line arguments and bench JSON into a PlanInput, then the report, JSON and plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from proxy.migration.retirement import StoragePolicy
+from proxy.planning.estimate import plan
+from proxy.planning.inputs import BENCH_KEYS, DEFAULT_RECALL_CURVE, Measurements, PlanInput
+from proxy.planning.plot import write_plot
+from proxy.planning.report import format_plan, plan_to_json
+from proxy.planning.units import DAY_S
+
+
+def measurements_from_bench(raw: Mapping[str, Any], source: str) -> Measurements:
+    """Measurements from a bench JSON object; missing keys keep the assumed defaults."""
+    values = {k: float(raw[k]) for k in BENCH_KEYS if raw.get(k) is not None}
+    return Measurements(**values, provenance={k: f"measured ({source})" for k in values})
+
+
+def curve_from_bench(raw: Mapping[str, Any]) -> tuple[tuple[float, float], ...] | None:
+    curve = raw.get("recall_curve")
+    return tuple((float(c), float(r)) for c, r in curve) if curve else None
+
+
+def parse_curve(text: str) -> tuple[tuple[float, float], ...]:
+    """'0:0.66,0.5:0.78,1:1' -> ((0.0, 0.66), (0.5, 0.78), (1.0, 1.0))."""
+    try:
+        return tuple((float(c), float(r)) for c, r in (pair.split(":") for pair in text.split(",")))
+    except ValueError as exc:
+        raise ValueError(f"--recall-curve wants coverage:recall pairs like 0:0.66,1:1, got {text!r}") from exc
+
+
+def input_from_args(args: argparse.Namespace) -> PlanInput:
+    measurements, curve, curve_source = Measurements(), DEFAULT_RECALL_CURVE, PlanInput.recall_curve_source
+    if args.from_bench:
+        raw = json.loads(Path(args.from_bench).read_text())
+        measurements = measurements_from_bench(raw, Path(args.from_bench).name)
+        bench_curve = curve_from_bench(raw)
+        if bench_curve:
+            curve, curve_source = bench_curve, f"measured ({Path(args.from_bench).name})"
+    if args.embed_rate:
+        measurements = _with(measurements, "embed_docs_per_s", args.embed_rate, "given (--embed-rate)")
+    if args.insert_rate:
+        measurements = _with(
+            measurements, "index_insert_docs_per_s", args.insert_rate, "given (--insert-rate)"
+        )
+    if args.recall_curve:
+        curve, curve_source = parse_curve(args.recall_curve), "given (--recall-curve)"
+    return PlanInput(
+        docs=args.docs,
+        dim=args.dim,
+        write_rate=args.write_rate,
+        qps=args.qps,
+        latency_budget_ms=args.latency_budget_ms,
+        measurements=measurements,
+        tokens_per_doc=args.tokens_per_doc,
+        tokens_per_query=args.tokens_per_query,
+        price_per_1m_tokens=args.price_per_1m_tokens,
+        zipf_s=args.zipf,
+        hits_per_query=args.hits_per_query,
+        old_dim=args.old_dim,
+        storage_policy=StoragePolicy(args.storage_policy),
+        backfill_rate_limit=args.backfill_rate_limit,
+        recall_curve=curve,
+        recall_curve_source=curve_source,
+        traffic_target=args.traffic_target / 100,
+        horizon_s=args.horizon_days * DAY_S,
+        deadline_s=args.deadline_days * DAY_S if args.deadline_days else None,
+        max_cost=args.max_cost,
+        allow_downtime=args.allow_downtime,
+    )
+
+
+def _with(m: Measurements, name: str, value: float, source: str) -> Measurements:
+    values = {f.name: getattr(m, f.name) for f in fields(m)}
+    values.update({name: value, "provenance": {**m.provenance, name: source}})
+    return Measurements(**values)
+
+
+def run_plan_command(args: argparse.Namespace) -> int:
+    try:
+        inp = input_from_args(args)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"switchyard plan: {exc}", file=sys.stderr)
+        return 2
+    result = plan(inp)
+    print(format_plan(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(plan_to_json(result), indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        try:
+            write_plot(result, Path(args.plot))
+        except ModuleNotFoundError:
+            print(
+                "switchyard plan: --plot needs matplotlib; install the extra: pip install 'switchyard[plot]'",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"wrote {args.plot}")
+    return 0
