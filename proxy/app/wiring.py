@@ -8,8 +8,8 @@ from pathlib import Path
 from proxy.adapters.embedders.hashing import HashingEmbedder
 from proxy.adapters.embedders.local_models import E5SmallEmbedder, MiniLMEmbedder
 from proxy.adapters.embedders.openai_http import OpenAIEmbedder, RetryPolicy
-from proxy.adapters.hnsw.index import HnswIndex
-from proxy.adapters.pgvector.index import PgVectorIndex
+from proxy.adapters.hnsw import HnswIndex
+from proxy.adapters.pgvector import PgVectorIndex
 from proxy.adapters.state.local_store import LocalStateStore
 from proxy.adapters.state.redis_store import RedisStateStore
 from proxy.app.config import (

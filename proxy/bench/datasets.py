@@ -12,16 +12,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
-from proxy.adapters.hnsw.index import HnswIndex
+from proxy.adapters.hnsw import HnswIndex
 from proxy.core.model import IndexRecord
 from proxy.core.ports import Embedder
 from proxy.demo.corpus import CorpusDoc
 
+
+class GraphParams(TypedDict):
+    """HnswIndex keyword arguments that shape the graph and its search; also the config file's `hnsw` table."""
+
+    m: int
+    ef_construction: int
+    ef_search: int
+
+
 # The sidecar's defaults (proxy.app.config.HnswParams): the baseline and the sidecar search the same graph.
-HNSW_PARAMS = {"m": 16, "ef_construction": 200, "ef_search": 64}
+HNSW_PARAMS: GraphParams = {"m": 16, "ef_construction": 200, "ef_search": 64}
 _UPSERT_BATCH = 10_000
 _VECTOR_CHUNK = 100_000
 

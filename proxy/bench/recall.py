@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.adapters.hnsw.index import HnswIndex
+from proxy.adapters.hnsw import HnswIndex
 from proxy.core.binding import IndexBinding
 from proxy.core.merge import MERGE_STRATEGIES, make_merger
 from proxy.core.model import IndexRecord, RoutingMode

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import pytest
 
-from proxy.adapters.hnsw.index import HnswIndex
-from proxy.adapters.pgvector.index import PgVectorIndex
+from proxy.adapters.hnsw import HnswIndex
+from proxy.adapters.pgvector import PgVectorIndex
 from proxy.core.errors import Unavailable
 from proxy.core.ports import VectorIndex
 

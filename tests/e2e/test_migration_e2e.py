@@ -101,7 +101,7 @@ def test_two_sidecars_sharing_redis_split_the_backfill(start_sidecar: SidecarFac
 
 
 def _index_ids(directory: Path, ids: list[str]) -> set[str]:
-    from proxy.adapters.hnsw.index import HnswIndex
+    from proxy.adapters.hnsw import HnswIndex
 
     index = HnswIndex("check", 32, directory)
     try:

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proxy.adapters.hnsw import index as index_hnsw
-from proxy.adapters.hnsw.index import HnswIndex
+from proxy.adapters.hnsw import HnswIndex
+from proxy.adapters.hnsw import graph as hnsw_graph
+from proxy.adapters.hnsw import index as hnsw_index
+from proxy.adapters.hnsw import locks as hnsw_locks
+from proxy.adapters.hnsw import store as hnsw_store
 from proxy.core.errors import ConfigError, IndexClosed, IndexConfigMismatch
 from proxy.core.model import IndexRecord, Vector
 from proxy.core.ports import iter_all
@@ -96,7 +99,7 @@ _CRASHING_WRITER = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     import numpy as np
-    from proxy.adapters.hnsw.index import HnswIndex
+    from proxy.adapters.hnsw import HnswIndex
     from proxy.core.model import IndexRecord
 
     directory, vectors_path, flush_midway = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
@@ -212,7 +215,7 @@ def test_graph_missing_live_rows_is_rebuilt(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "graph.json").read_text())
     (tmp_path / "graph.bin").write_bytes(old_graph)
     meta["graph_bytes"] = len(old_graph)
-    meta["graph_crc32"] = index_hnsw._crc32(tmp_path / "graph.bin")
+    meta["graph_crc32"] = hnsw_graph._crc32(tmp_path / "graph.bin")
     (tmp_path / "graph.json").write_text(json.dumps(meta))
 
     reopened = open_index(tmp_path)
@@ -252,7 +255,7 @@ def test_index_grows_past_initial_capacity(tmp_path: Path) -> None:
 def test_large_filtered_search_walks_the_graph_with_the_filter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index_hnsw, "_EXACT_FILTER_LIMIT", 0)
+    monkeypatch.setattr(hnsw_index, "_EXACT_FILTER_LIMIT", 0)
     vectors = unit_vectors(400, seed=8)
     index = open_index(tmp_path)
     try:
@@ -327,7 +330,7 @@ def test_storage_bytes_counts_sqlite_and_graph_files(tmp_path: Path) -> None:
 
 
 def test_shared_lock_admits_many_readers_and_excludes_a_writer() -> None:
-    lock = index_hnsw._SharedExclusiveLock()
+    lock = hnsw_locks.SharedExclusiveLock()
     second_reader_in = threading.Event()
     writer_in = threading.Event()
 
@@ -425,7 +428,7 @@ def test_compaction_converts_a_database_created_without_auto_vacuum(tmp_path: Pa
     # How databases were created before auto_vacuum was set: WAL mode first, then the tables.
     with sqlite3.connect(tmp_path / "index.sqlite3") as conn:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(index_hnsw._SCHEMA)
+        conn.executescript(hnsw_store._SCHEMA)
     vectors = unit_vectors(2000, seed=15, dim=64)
     ids = doc_ids(2000)
     index = HnswIndex("test", 64, tmp_path, initial_capacity=8)
@@ -606,7 +609,7 @@ def test_wal_of_a_small_index_is_truncated_before_it_outgrows_the_database(tmp_p
             index.upsert([record(f"d{n}", 1, vectors[n]) for n in range(start, start + 4)])
             largest = max(largest, wal.stat().st_size)
         # Without a limit relative to the database, 500 commits would leave several megabytes of WAL.
-        assert largest < index_hnsw._WAL_CHECKPOINT_MIN_BYTES + 64 * 1024
+        assert largest < hnsw_store._WAL_CHECKPOINT_MIN_BYTES + 64 * 1024
     finally:
         index.close()
 
@@ -619,7 +622,7 @@ def test_graph_build_for_compaction_does_not_hold_back_checkpoints(
     index = open_index(tmp_path)
     index.upsert([record(i, 1, v) for i, v in zip(ids, vectors[:40], strict=True)])
     index.delete(ids[:20], version=2)
-    add = index_hnsw._add_to_graph
+    add = hnsw_graph.add_to_graph
     checkpoints: list[tuple[int, int, int]] = []
 
     def add_then_checkpoint(graph: object, labels: list[int], batch: list[Vector], threads: int = -1) -> None:
@@ -630,7 +633,7 @@ def test_graph_build_for_compaction_does_not_hold_back_checkpoints(
             with sqlite3.connect(tmp_path / "index.sqlite3", timeout=0) as conn:
                 checkpoints.append(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
 
-    monkeypatch.setattr(index_hnsw, "_add_to_graph", add_then_checkpoint)
+    monkeypatch.setattr(hnsw_graph, "add_to_graph", add_then_checkpoint)
     try:
         index.compact()
         assert checkpoints and checkpoints[0][0] == 0, f"checkpoint was blocked: {checkpoints}"

@@ -21,10 +21,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from proxy.adapters.pgvector.index import PgVectorIndex, default_table, redact_dsn
+from proxy.adapters.pgvector import PgVectorIndex, default_table, redact_dsn
 from proxy.app.config import parse_config
 from proxy.app.wiring import build_index
-from proxy.core.errors import ConfigError, Unavailable
+from proxy.core.errors import ConfigError, IndexClosed, Unavailable
 from proxy.core.model import IndexRecord
 from proxy.core.ports import iter_all
 from proxy.demo.sidecar_process import free_port
@@ -292,7 +292,7 @@ def test_closed_index_refuses_calls_and_drop_removes_the_table() -> None:
     index = open_pgvector(DIM)
     table = index.table
     index.drop()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(IndexClosed, match="closed"):
         index.count()
     with psycopg.connect(PGVECTOR_DSN) as conn:
         assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,)

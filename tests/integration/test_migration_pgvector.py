@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from proxy.adapters.pgvector.index import PgVectorIndex
+from proxy.adapters.pgvector import PgVectorIndex
 from proxy.app.server import App
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput

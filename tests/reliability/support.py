@@ -23,7 +23,7 @@ import redis
 from hypothesis import HealthCheck, settings
 
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
-from proxy.adapters.hnsw.index import HnswIndex
+from proxy.adapters.hnsw import HnswIndex
 from proxy.cli.client import SwitchyardClient
 from proxy.core.model import StoredDocument
 from proxy.core.ports import iter_all

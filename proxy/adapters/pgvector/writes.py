@@ -1,0 +1,108 @@
+"""Batch writes under the version compare-and-set: one INSERT ... ON CONFLICT DO UPDATE ... WHERE version <
+excluded.version per batch, in its own transaction.
+
+The batch is atomic, and concurrent writers of one id serialize on its row lock, so the highest version wins
+whatever the arrival order. A write is durable once it is acknowledged (committed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from proxy.adapters.pgvector.connection import IndexConnectionPool
+from proxy.adapters.pgvector.rows import vector_text
+from proxy.core.model import IndexRecord, Vector, WriteResult
+
+_WRITE_ATTEMPTS = 3
+
+
+def upsert_statement(table: sql.Identifier) -> sql.Composed:
+    """Writes the rows of `upsert_params`; returns the ids it changed."""
+    return sql.SQL(
+        "INSERT INTO {t} AS t (id, version, deleted, text, metadata, embedding)"
+        " SELECT u.id, u.version, false, u.text, u.metadata, u.embedding::vector"
+        " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::jsonb[], %s::text[])"
+        "  AS u(id, version, text, metadata, embedding)"
+        # Rows are locked in id order, so two overlapping batches cannot deadlock each other.
+        " ORDER BY u.id"
+        " ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = false,"
+        "  text = excluded.text, metadata = excluded.metadata, embedding = excluded.embedding"
+        # Version CAS: a late backfill or re-embed must not overwrite a newer write or revive a tombstone.
+        " WHERE t.version < excluded.version"
+        " RETURNING id"
+    ).format(t=table)
+
+
+def upsert_params(
+    records: Sequence[IndexRecord], vectors: Sequence[Vector], positions: Sequence[int]
+) -> tuple[list[Any], ...]:
+    """The columns of `upsert_statement` for the records (and their checked vectors) at `positions`."""
+    return (
+        [records[i].id for i in positions],
+        [records[i].version for i in positions],
+        [records[i].text for i in positions],
+        [json.dumps(records[i].metadata) for i in positions],
+        [vector_text(vectors[i]) for i in positions],
+    )
+
+
+def tombstone_statement(table: sql.Identifier) -> sql.Composed:
+    """Tombstones the ids of its second parameter at the version of its first; returns the ids it changed."""
+    return sql.SQL(
+        "INSERT INTO {t} AS t (id, version, deleted, text, metadata, embedding)"
+        " SELECT u.id, %s, true, '', '{{}}', NULL FROM unnest(%s::text[]) AS u(id) ORDER BY u.id"
+        " ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = true,"
+        "  text = '', metadata = '{{}}', embedding = NULL"
+        " WHERE t.version < excluded.version"
+        " RETURNING id"
+    ).format(t=table)
+
+
+def run_write(pool: IndexConnectionPool, query: sql.Composed, params: Sequence[Any]) -> set[str]:
+    """Runs one write statement in its own transaction; returns the ids it changed."""
+    for attempt in range(_WRITE_ATTEMPTS):
+        try:
+            with pool.transaction() as conn:
+                return {row[0] for row in conn.execute(query, params)}
+        except psycopg.errors.DeadlockDetected:
+            # Id-ordered locking prevents deadlocks between our own batches; another client of the table
+            # may still cause one. The transaction was rolled back whole, so running it again is safe.
+            if attempt == _WRITE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def check_storable(index: str, record: IndexRecord) -> None:
+    # PostgreSQL's text and jsonb cannot hold U+0000; refusing up front keeps the batch all-or-nothing
+    # with the same ValueError as any other bad record, instead of a driver error halfway through.
+    fields = [record.id, record.text, *record.metadata, *record.metadata.values()]
+    if any("\x00" in field for field in fields):
+        raise ValueError(
+            f"index {index!r}: document {record.id!r} has a NUL character, which PostgreSQL cannot store"
+        )
+
+
+def latest_per_id(records: Sequence[IndexRecord]) -> dict[str, int]:
+    """Position of the record each id's write comes down to: its highest version, the first one on a tie.
+
+    One INSERT ... ON CONFLICT cannot change a row twice, so a batch naming an id twice sends one record."""
+    winners: dict[str, int] = {}
+    for position, record in enumerate(records):
+        current = winners.get(record.id)
+        if current is None or record.version > records[current].version:
+            winners[record.id] = position
+    return winners
+
+
+def batch_outcome(records: Sequence[IndexRecord], winners: dict[str, int], written: set[str]) -> WriteResult:
+    """Per record: written when it is its id's winner and the statement changed that id; stale otherwise."""
+    won = [winners[r.id] == position and r.id in written for position, r in enumerate(records)]
+    return WriteResult(
+        written=tuple(r.id for r, ok in zip(records, won, strict=True) if ok),
+        stale=tuple(r.id for r, ok in zip(records, won, strict=True) if not ok),
+    )
