@@ -71,7 +71,11 @@ class TracedEmbedder:
             return self._inner.embed(texts)
 
     def embed_query(self, texts: Sequence[str]) -> list[Vector]:
-        attributes = {"model": self._inner.model, "batch": len(texts), "query": True}
+        attributes: dict[str, AttributeValue] = {
+            "model": self._inner.model,
+            "batch": len(texts),
+            "query": True,
+        }
         with self._tracer.span("switchyard.embed", attributes):
             return self._inner.embed_query(texts)
 

@@ -12,10 +12,10 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
@@ -32,7 +32,11 @@ _MODES = {
 }
 _CALL_TIMEOUT_S = 30.0
 
-Call = Callable[[pb.QueryRequest], Awaitable[pb.QueryResponse]]
+
+class Call(Protocol):
+    """A unary-unary multicallable for QueryRequest -> QueryResponse, as grpc.aio builds one."""
+
+    def __call__(self, request: pb.QueryRequest, *, timeout: float) -> Awaitable[pb.QueryResponse]: ...
 
 
 @dataclass(frozen=True)

@@ -85,12 +85,12 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         "throttled_share": hashing.throttled_share if hashing else None,
         "throttled_budget_ratio": BUDGET_OVER_IDLE if hashing else None,
     }
-    for c, row in overhead.items():
-        figures[f"overhead_p50_ratio_c{c}"] = row.p50_ratio
-        figures[f"baseline_query_p50_ms_c{c}"] = row.baseline.p50_ms
-    for c, row in fanout.items():
-        figures[f"fanout_p50_ratio_c{c}"] = row.p50_ratio
-        figures[f"fanout_cpu_ratio_c{c}"] = row.cpu_ratio
+    for c, overhead_row in overhead.items():
+        figures[f"overhead_p50_ratio_c{c}"] = overhead_row.p50_ratio
+        figures[f"baseline_query_p50_ms_c{c}"] = overhead_row.baseline.p50_ms
+    for c, fanout_row in fanout.items():
+        figures[f"fanout_p50_ratio_c{c}"] = fanout_row.p50_ratio
+        figures[f"fanout_cpu_ratio_c{c}"] = fanout_row.cpu_ratio
     for name, variant in variants.items():
         figures[f"embed_docs_per_s_{name}"] = variant.throughput.embed_docs_per_s
         figures[f"backfill_docs_per_s_{name}"] = variant.throughput.backfill_docs_per_s
@@ -100,8 +100,8 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
                 run.base.insert_docs_per_s
             )
         figures[f"throttled_p99_ratio_{name}"] = variant.throttled.p99_ratio
-    for policy, row in storage.items():
-        figures[f"storage_peak_ratio_{policy}"] = row.peak_ratio
+    for policy, storage_row in storage.items():
+        figures[f"storage_peak_ratio_{policy}"] = storage_row.peak_ratio
     return {name: _finite(value) for name, value in figures.items()}
 
 

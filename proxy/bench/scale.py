@@ -95,27 +95,39 @@ def _one_scale(settings: BenchSettings, workdir: Path, size: int) -> ScaleRow:
     data_dir = workdir / "dual" / "data"
     copy_s = copy_index(built.directory, index_dir(data_dir, NEW_INDEX))
     shutil.move(built.directory, index_dir(data_dir, OLD_INDEX))
-    single, loaded, texts, open_s = _query_figures(settings, data_dir, dim, queries)
+    figures = _query_figures(settings, data_dir, dim, queries)
     backfill_rate = _backfill_rate(settings, data_dir, workdir / "backfill", dim)
     return ScaleRow(
-        size,
-        dim,
-        built.insert_docs_per_s,
-        build_s,
-        copy_s,
-        open_s,
-        bytes_per_vector,
-        single,
-        max(settings.concurrency),
-        loaded,
-        *texts,
-        backfill_rate,
+        size=size,
+        dim=dim,
+        insert_docs_per_s=built.insert_docs_per_s,
+        build_s=build_s,
+        copy_s=copy_s,
+        open_s=figures.open_s,
+        bytes_per_vector=bytes_per_vector,
+        single=figures.single,
+        loaded_clients=max(settings.concurrency),
+        single_loaded=figures.single_loaded,
+        old_text=figures.old_text,
+        new_text=figures.new_text,
+        dual=figures.dual,
+        backfill_docs_per_s=backfill_rate,
     )
 
 
-def _query_figures(
-    settings: BenchSettings, data_dir: Path, dim: int, queries: Path
-) -> tuple[LatencySummary, LatencySummary, list[LatencySummary], float]:
+@dataclass(frozen=True)
+class _QueryFigures:
+    """What one sidecar run over a scale's indexes measures; the ScaleRow fields of the same names."""
+
+    single: LatencySummary
+    single_loaded: LatencySummary
+    old_text: LatencySummary
+    new_text: LatencySummary
+    dual: LatencySummary
+    open_s: float
+
+
+def _query_figures(settings: BenchSettings, data_dir: Path, dim: int, queries: Path) -> _QueryFigures:
     """Single leg with one client and with many, old/new/dual text queries, and the sidecar's open time."""
     config = sidecar_config(data_dir, dim, migration=backfill_settings(_VERIFY_BATCH))
     sidecar, open_s = start_sidecar(config, data_dir.parent)
@@ -124,14 +136,19 @@ def _query_figures(
             start_migration(client)
             wait_backfill_complete(client, timeout_s=_PLAN_TIMEOUT_S)
         phases = _vector_phases(settings, sidecar.target) + text_mode_phases(settings, sidecar.target, (1,))
-        texts = synthetic_queries(settings.query_pool)
-        results = run_load(phases, data_dir.parent, vectors_file=queries, texts=texts)
+        query_texts = synthetic_queries(settings.query_pool)
+        results = run_load(phases, data_dir.parent, vectors_file=queries, texts=query_texts)
         ensure_running(sidecar)
     finally:
         sidecar.stop()
-    single, loaded = (summarize_label(results, f"single-c{c}") for c in (1, max(settings.concurrency)))
-    texts = [summarize_label(results, f"{mode}-c1") for mode in ("old", "new", "dual")]
-    return single, loaded, texts, open_s
+    return _QueryFigures(
+        single=summarize_label(results, "single-c1"),
+        single_loaded=summarize_label(results, f"single-c{max(settings.concurrency)}"),
+        old_text=summarize_label(results, "old-c1"),
+        new_text=summarize_label(results, "new-c1"),
+        dual=summarize_label(results, "dual-c1"),
+        open_s=open_s,
+    )
 
 
 def _vector_phases(settings: BenchSettings, target: str) -> list[Phase]:

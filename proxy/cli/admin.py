@@ -46,7 +46,9 @@ def _validate(client: SwitchyardClient, golden_path: str | None, json_out: str |
     if golden_path:
         for query in load_golden_set(Path(golden_path)):
             golden.append(pb.GoldenQuery(query=query.text, relevant=query.gains))
-    response = client.admin.ValidateMigration(pb.ValidateMigrationRequest(golden=golden), timeout=300)
+    request = pb.ValidateMigrationRequest(golden=golden)
+    # The generated stub is untyped; ValidateMigration answers with a ValidateMigrationResponse.
+    response: pb.ValidateMigrationResponse = client.admin.ValidateMigration(request, timeout=300)
     if json_out:
         Path(json_out).write_text(response.report_json)
     return response.report_text + (f"\nreport written to {json_out}" if json_out else "")

@@ -29,7 +29,7 @@ class Doc:
         return doc
 
 
-class _BearerToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _BearerToken(grpc.UnaryUnaryClientInterceptor):
     def __init__(self, token: str) -> None:
         self._header = ("authorization", f"Bearer {token}")
 
@@ -50,6 +50,7 @@ class SwitchyardClient:
         )
         self.channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
         self._raw_channel = channel
+        # The generated stubs are untyped: each call is annotated below with the response its RPC declares.
         self.vectors = pb_grpc.VectorServiceStub(self.channel)
         self.admin = admin_grpc.AdminServiceStub(self.channel)
         self.timeout_s = timeout_s
@@ -64,16 +65,20 @@ class SwitchyardClient:
             raise
 
     def upsert(self, docs: Sequence[Doc]) -> dict[str, int]:
-        response = self.vectors.Upsert(
+        response: pb.UpsertResponse = self.vectors.Upsert(
             pb.UpsertRequest(documents=[d.to_pb() for d in docs]), timeout=self.timeout_s
         )
         return {v.id: v.version for v in response.versions}
 
     def delete(self, ids: Sequence[str]) -> pb.DeleteResponse:
-        return self.vectors.Delete(pb.DeleteRequest(ids=list(ids)), timeout=self.timeout_s)
+        response: pb.DeleteResponse = self.vectors.Delete(
+            pb.DeleteRequest(ids=list(ids)), timeout=self.timeout_s
+        )
+        return response
 
     def get(self, ids: Sequence[str]) -> pb.GetResponse:
-        return self.vectors.Get(pb.GetRequest(ids=list(ids)), timeout=self.timeout_s)
+        response: pb.GetResponse = self.vectors.Get(pb.GetRequest(ids=list(ids)), timeout=self.timeout_s)
+        return response
 
     def query(
         self,
@@ -84,7 +89,7 @@ class SwitchyardClient:
         vector_model: str = "",
         where: Mapping[str, str] | None = None,
         routing_key: str = "",
-        mode: int = pb.ROUTING_MODE_UNSPECIFIED,
+        mode: pb.RoutingMode = pb.ROUTING_MODE_UNSPECIFIED,
         include_text: bool = False,
     ) -> pb.QueryResponse:
         request = pb.QueryRequest(
@@ -97,10 +102,15 @@ class SwitchyardClient:
         )
         if vector is not None:
             request.embedding.CopyFrom(pb.Embedding(model=vector_model, values=list(vector)))
-        return self.vectors.Query(request, timeout=self.timeout_s)
+        response: pb.QueryResponse = self.vectors.Query(request, timeout=self.timeout_s)
+        return response
 
     def status(self) -> admin_pb.GetMigrationStatusResponse:
-        return self.admin.GetMigrationStatus(admin_pb.GetMigrationStatusRequest(), timeout=self.timeout_s)
+        request = admin_pb.GetMigrationStatusRequest()
+        response: admin_pb.GetMigrationStatusResponse = self.admin.GetMigrationStatus(
+            request, timeout=self.timeout_s
+        )
+        return response
 
     def close(self) -> None:
         self.channel.close()

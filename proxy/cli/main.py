@@ -33,7 +33,7 @@ def _admin(args: argparse.Namespace) -> int:
     return run_admin(args)
 
 
-def _add_migrate(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_migrate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     migrate = commands.add_parser("migrate", help="drive the migration of a running sidecar")
     migrate.add_argument(
         "--target", default="127.0.0.1:50051", help="sidecar (or its admin_listen) host:port"
@@ -77,7 +77,7 @@ def _add_migrate(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     migrate.set_defaults(func=_admin)
 
 
-def _add_plan(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def run(args: argparse.Namespace) -> int:
         from proxy.planning.cli import run_plan_command
 
@@ -118,7 +118,7 @@ def _add_plan(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     plan.set_defaults(func=run)
 
 
-def _add_bench(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def run(args: argparse.Namespace) -> int:
         from proxy.bench.cli import run_bench_command
 

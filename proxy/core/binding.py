@@ -29,13 +29,15 @@ class IndexBinding:
 
     def records_for(self, documents: Sequence[DocumentInput], versions: Sequence[int]) -> list[IndexRecord]:
         """Index records for this binding: caller vectors of this model are kept, the rest embedded from text."""
-        to_embed = [d.text for d in documents if not self._has_own_vector(d)]
+        to_embed = [d.text for d in documents if self._own_vector(d) is None]
         embedded = iter(self.embedder.embed(to_embed) if to_embed else [])
         records = []
         for doc, version in zip(documents, versions, strict=True):
-            vector: Vector = doc.vector if self._has_own_vector(doc) else next(embedded)  # type: ignore[assignment]
+            own = self._own_vector(doc)
+            vector = own if own is not None else next(embedded)
             records.append(IndexRecord(doc.id, version, doc.text, dict(doc.metadata), vector))
         return records
 
-    def _has_own_vector(self, doc: DocumentInput) -> bool:
-        return doc.vector is not None and doc.vector_model == self.model
+    def _own_vector(self, doc: DocumentInput) -> Vector | None:
+        """The caller's vector when it lives in this binding's space; None when the text must be embedded."""
+        return doc.vector if doc.vector_model == self.model else None

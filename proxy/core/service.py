@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import InvalidArgument, Unavailable
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 VersionSource = Callable[[int], int]
 """Reserves n consecutive versions and returns the first."""
+
+Payload = TypeVar("Payload")
+"""What one write sends to each index: its records for an upsert, nothing for a delete."""
 
 
 @dataclass(frozen=True)
@@ -148,9 +152,9 @@ class VectorService:
 
     def _write(
         self,
-        batches: Sequence[tuple[IndexBinding, object]],
+        batches: Sequence[tuple[IndexBinding, Payload]],
         versions: Mapping[str, int],
-        write: Callable[[IndexBinding, object], object],
+        write: Callable[[IndexBinding, Payload], object],
     ) -> None:
         (primary, primary_payload), *others = batches
         for binding, _ in others:
@@ -166,7 +170,7 @@ class VectorService:
             self._write_secondary(binding, payload, write)
 
     def _write_secondary(
-        self, binding: IndexBinding, payload: object, write: Callable[[IndexBinding, object], object]
+        self, binding: IndexBinding, payload: Payload, write: Callable[[IndexBinding, Payload], object]
     ) -> None:
         for attempt in (1, 2):
             try:
@@ -271,6 +275,7 @@ class VectorService:
     def _bindings_for(
         self, mode: RoutingMode, layout: Layout, coverage: float, request: QueryInput
     ) -> list[IndexBinding]:
+        candidates: list[IndexBinding | None]
         if not layout.migrating:
             candidates = [layout.primary]
         elif mode in (RoutingMode.OLD, RoutingMode.SHADOW):

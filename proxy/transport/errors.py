@@ -35,7 +35,7 @@ R = TypeVar("R")
 def status_for(error: SwitchyardError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _CODES:
-            return _CODES[cls]  # type: ignore[index]
+            return _CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from proxy.bench import run as bench_run
 from proxy.bench.recall import NAIVE, RecallRow
-from proxy.bench.report import _real_recall
+from proxy.bench.report_sections import _real_recall
 from proxy.bench.results import RealModelRecall
 from proxy.bench.settings import QUICK
 from proxy.core.errors import ConfigError

@@ -55,7 +55,7 @@ class RetryPolicy:
         """Seconds to wait before retry number `retry` (0-based)."""
         if retry_after is not None:
             return min(retry_after, self.max_backoff_s)
-        ceiling = min(self.backoff_s * 2**retry, self.max_backoff_s)
+        ceiling = min(self.backoff_s * 2.0**retry, self.max_backoff_s)
         # "Equal jitter": at least half the backoff, so retries stay spaced out, and a random rest, so
         # replicas that failed together do not all come back in the same instant.
         return ceiling / 2 + random.uniform(0, ceiling / 2)

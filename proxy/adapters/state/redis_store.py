@@ -23,12 +23,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.exceptions
 from redis.commands.core import Script
+from redis.typing import EncodableT, FieldT
 
 from proxy.adapters.state.arguments import require_number, require_positive, require_ttl
 from proxy.core.errors import StateUnavailable
@@ -100,6 +101,7 @@ class RedisStateStore:
         # Connecting is lazy: a replica can start before Redis; the first call reports StateUnavailable.
         self._url = url
         self._prefix = f"switchyard:{namespace}:"
+        # decode_responses: every reply arrives as str, never bytes; the casts to str types below rest on it.
         self._client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, decode_responses=True
         )
@@ -126,7 +128,7 @@ class RedisStateStore:
 
     def _reserve(self, count: int) -> int:
         with self._reachable():
-            last = cast(int, self._client.incrby(self._key("versions"), count))
+            last = self._client.incrby(self._key("versions"), count)
         self._note_issued(last)
         return last - count + 1
 
@@ -145,8 +147,10 @@ class RedisStateStore:
     def set_fields(self, key: str, values: Mapping[str, str]) -> None:
         if not values:
             return  # HSET rejects an empty mapping; writing nothing is a no-op anyway
+        # Typed as redis-py's own (invariant) mapping type: a Mapping[str, str] is not one.
+        fields: dict[FieldT, EncodableT] = {name: value for name, value in values.items()}
         with self._reachable():
-            self._client.hset(self._key("hash", key), mapping=dict(values))
+            self._client.hset(self._key("hash", key), mapping=fields)
 
     def compare_and_set_field(self, key: str, field: str, expected: str | None, new: str) -> bool:
         present = "0" if expected is None else "1"
@@ -165,15 +169,17 @@ class RedisStateStore:
         require_number(priority)
         if not ids:
             return 0
-        return cast(int, self._run(self._enqueue, self._queue_keys(queue), [repr(-float(priority)), *ids]))
+        added = self._run(self._enqueue, self._queue_keys(queue), [repr(-float(priority)), *ids])
+        return cast(int, added)  # _ENQUEUE returns the count of ids it added, a Lua number: an int reply
 
     def dequeue(self, queue: str, count: int) -> list[str]:
         require_positive(count, "count")
-        return cast(list[str], self._run(self._dequeue, self._queue_keys(queue)[:2], [count]))
+        popped = self._run(self._dequeue, self._queue_keys(queue)[:2], [count])
+        return cast(list[str], popped)  # _DEQUEUE returns the popped ids as a Lua table: a list of str
 
     def queue_size(self, queue: str) -> int:
         with self._reachable():
-            return cast(int, self._client.zcard(self._queue_keys(queue)[0]))
+            return self._client.zcard(self._queue_keys(queue)[0])
 
     def try_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         ttl_ms = _ttl_ms(ttl_s)
@@ -196,7 +202,8 @@ class RedisStateStore:
         base = self._key("queue", queue)
         return [f"{base}:z", f"{base}:m", f"{base}:seq"]
 
-    def _run(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    def _run(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> object:
+        """The script's reply, whose shape only the script knows."""
         with self._reachable():
             return script(keys=keys, args=args)
 
