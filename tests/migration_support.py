@@ -7,8 +7,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from proxy.app.assembly import App, build_app
 from proxy.app.config import parse_config
-from proxy.app.server import App, build_app
 from proxy.core.model import DocumentInput
 from proxy.demo.corpus import synthetic_corpus
 from tests.conftest import REDIS_URL

@@ -1,11 +1,12 @@
-"""What the metrics gauges show: read from the app at scrape time (never on the query path)."""
+"""What the metrics gauges show, read from the indexes and the migration at scrape time (never per query)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-if TYPE_CHECKING:
-    from proxy.app.server import App
+from proxy.core.binding import IndexBinding
+from proxy.migration.controller import MigrationController
+from proxy.migration.shadow import ShadowRecorder
 
 GAUGES = {
     "coverage": "Share of the corpus the new index holds (1 without a migration)",
@@ -24,18 +25,20 @@ GAUGES = {
 }
 
 
-def gauges(app: App) -> dict[str, float | dict[str, float]]:
-    storage = {name: float(b.index.storage_bytes()) for name, b in app.bindings.items()}
-    shadow = app.shadow.summary()
+def gauges(
+    bindings: Mapping[str, IndexBinding], shadow: ShadowRecorder, controller: MigrationController | None
+) -> dict[str, float | dict[str, float]]:
+    storage = {name: float(b.index.storage_bytes()) for name, b in bindings.items()}
+    summary = shadow.summary()
     values: dict[str, float | dict[str, float]] = {
         "storage.bytes": storage,
-        "shadow.overlap": shadow.overlap,
-        "shadow.samples": float(shadow.samples),
+        "shadow.overlap": summary.overlap,
+        "shadow.samples": float(summary.samples),
         "coverage": 1.0,
     }
-    if app.controller is None:
+    if controller is None:
         return values
-    status = app.controller.status()
+    status = controller.status()
     b = status.backfill
     values.update(
         {

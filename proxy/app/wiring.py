@@ -1,4 +1,5 @@
-"""Builds adapters from the config: the one place that knows which class implements which port."""
+"""Builds adapters from the config: the one place that knows which class implements which port; and reads
+the migration's settings out of it."""
 
 from __future__ import annotations
 
@@ -14,17 +15,28 @@ from proxy.adapters.state.local_store import LocalStateStore
 from proxy.adapters.state.redis_store import RedisStateStore
 from proxy.app.config import (
     E5SmallModelConfig,
+    GatesConfig,
     HashingModelConfig,
     IndexConfig,
+    MigrationConfig,
     MiniLMModelConfig,
     ModelConfig,
     OpenAIModelConfig,
+    PromotionConfig,
     StateConfig,
     SwitchyardConfig,
 )
 from proxy.core.binding import IndexBinding
 from proxy.core.ports import Embedder, StateStore, VectorIndex
 from proxy.migration.priority import BackfillEmbedder
+from proxy.migration.settings import (
+    BackfillSettings,
+    GateSettings,
+    LazySettings,
+    MigrationSettings,
+    PromotionSettings,
+    ValidationSettings,
+)
 
 
 def build_embedder(name: str, config: ModelConfig) -> Embedder:
@@ -116,3 +128,45 @@ def build_backfill_embedder(
     if not isinstance(model, E5SmallModelConfig | MiniLMModelConfig):
         return None
     return BackfillEmbedder(wrap(build_embedder(name, model)), config.migration.backfill.embed_nice)
+
+
+def migration_settings(config: MigrationConfig) -> MigrationSettings:
+    backfill = config.backfill
+    validation = config.validation
+    return MigrationSettings(
+        backfill=BackfillSettings(
+            batch_size=backfill.batch_size,
+            rate_limit=backfill.rate_limit,
+            latency_budget_ms=backfill.latency_budget_ms,
+            batch_time_ms=backfill.batch_time_ms,
+            lease_ttl_s=backfill.lease_ttl_s,
+            slice_size=backfill.slice_size,
+        ),
+        lazy=LazySettings(enabled=config.lazy.enabled),
+        validation=ValidationSettings(
+            k=validation.k, health_sample=validation.health_sample, gates=gate_settings(validation.gates)
+        ),
+        promotion=promotion_settings(config.promotion),
+        storage_policy=config.storage_policy,
+    )
+
+
+def gate_settings(config: GatesConfig) -> GateSettings:
+    return GateSettings(
+        min_coverage=config.min_coverage,
+        min_health_recall=config.min_health_recall,
+        max_quality_drop=config.max_quality_drop,
+        max_error_rate=config.max_error_rate,
+        max_p99_ms=config.max_p99_ms,
+        min_shadow_overlap=config.min_shadow_overlap,
+    )
+
+
+def promotion_settings(config: PromotionConfig) -> PromotionSettings:
+    return PromotionSettings(
+        auto=config.auto,
+        steps=config.steps,
+        min_dwell_s=config.min_dwell_s,
+        min_samples=config.min_samples,
+        interval_s=config.interval_s,
+    )

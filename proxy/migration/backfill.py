@@ -97,7 +97,12 @@ class Backfiller:
         lease_ttl_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
+        may_continue: Callable[[], bool] = lambda: True,
+        on_moved: Callable[[Sequence[StoredDocument]], None] = lambda docs: None,
     ) -> None:
+        """`may_continue` is asked while waiting for the throttle: False (paused, stopping) ends the step
+        without a batch. `on_moved` is called with each finished slice batch (the storage policy retires
+        their old copies)."""
         self.source = source
         self.target = target
         self.store = store
@@ -108,12 +113,10 @@ class Backfiller:
         self.lease_ttl_s = lease_ttl_s
         self._clock = clock
         self._sleep = sleep
-        self.may_continue: Callable[[], bool] = lambda: True
-        """Asked while waiting for the throttle: False (paused, stopping) ends the step without a batch."""
+        self._may_continue = may_continue
+        self._on_moved = on_moved
         self.local_reembedded = 0
         """Documents this replica wrote to the target (for proving replicas split the work)."""
-        self.on_moved: Callable[[Sequence[StoredDocument]], None] | None = None
-        """Called with each finished slice batch (the storage policy retires their old copies)."""
 
     # -- plan ------------------------------------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class Backfiller:
         """
         checked = 0
         while (delay := self.throttle.delay()) > 0:
-            if not self.may_continue():
+            if not self._may_continue():
                 return False, checked, 0
             # In short steps: a pause must not wait out a long rest, a rising duty shortens the rest, and
             # confirmations of dual writes must not wait for the backfill's turn.
@@ -185,7 +188,7 @@ class Backfiller:
             checked += settled
             if repaired:
                 return False, checked, repaired
-        return self.may_continue(), checked, 0
+        return self._may_continue(), checked, 0
 
     def _batch_size(self) -> int:
         # Sized to the throttle's batch time only where embedding competes with queries for this machine's
@@ -286,8 +289,7 @@ class Backfiller:
             self.store.set_fields(SLICES_KEY, {str(slice_.number): _dump(updated)})
         if finished:
             self.store.release_lease(slice_.lease_name(), self.owner)
-        if self.on_moved is not None:
-            self.on_moved(in_range)
+        self._on_moved(in_range)
         self.throttle.record_batch(len(page), len(docs), self._clock() - started)
         return StepResult("slice", len(in_range), written)
 

@@ -24,6 +24,8 @@ DUAL_WRITE_PHASES = frozenset(
     {Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING, Phase.PAUSED, Phase.CUT_OVER, Phase.ROLLED_BACK}
 )
 _PAUSABLE = frozenset({Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING})
+# Phases in which the backfill scans slices; in the others only lazy and repair work runs.
+SLICE_PHASES = frozenset({Phase.BACKFILLING, Phase.VALIDATED, Phase.SHIFTING})
 
 ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.PLANNED: frozenset({Phase.BACKFILLING}),

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from proxy.app.config import MigrationConfig
+from proxy.core.binding import IndexBinding
 from proxy.core.errors import FailedPrecondition
-from proxy.migration.controller import VALIDATION_KEY, MigrationController
+from proxy.core.ports import StateStore
+from proxy.migration.commands import MigrationCommands
 from proxy.migration.phases import MigrationState, Phase
 from proxy.migration.promotion import Action, Decision, decide, next_step
 from proxy.migration.query_stats import QueryStats
+from proxy.migration.settings import PromotionSettings, ValidationSettings
 from proxy.migration.shadow import ShadowRecorder
+from proxy.migration.state import MigrationRecord
 from proxy.migration.validation import (
     GoldenQuery,
     GoldenScore,
@@ -33,18 +36,32 @@ PROMOTION_EVENTS = "promotion:events"
 class Promoter:
     def __init__(
         self,
-        controller: MigrationController,
-        config: MigrationConfig,
+        commands: MigrationCommands,
+        record: MigrationRecord,
+        store: StateStore,
+        owner: str,
+        old: IndexBinding,
+        new: IndexBinding,
+        measure_coverage: Callable[[], float],
+        validation: ValidationSettings,
+        promotion: PromotionSettings,
         stats: QueryStats,
         shadow: ShadowRecorder,
         golden: Sequence[GoldenQuery],
     ) -> None:
-        self.controller = controller
-        self.config = config
+        """`measure_coverage` measures it now (a report must not quote a cached value)."""
+        self._commands = commands
+        self._record = record
+        self._store = store
+        self._owner = owner
+        self._old = old
+        self._new = new
+        self._measure_coverage = measure_coverage
+        self.validation = validation
+        self.promotion = promotion
         self.stats = stats
         self.shadow = shadow
         self.golden = list(golden)
-        self._store = controller.record.store
         self._step_checks: dict[float, tuple[float | None, GoldenScore | None, GoldenScore | None]] = {}
         self._last_tick = 0.0
 
@@ -52,34 +69,35 @@ class Promoter:
 
     def validate(self, golden: Sequence[GoldenQuery] | None = None) -> ValidationReport:
         """Builds the report and records whether it passed: cut-over requires a passing one."""
-        v = self.config.validation
+        v = self.validation
         report = build_report(
-            self.controller.old,
-            self.controller.new,
-            coverage=self.controller.status().coverage,
+            self._old,
+            self._new,
+            coverage=self._measure_coverage(),
             shadow=self.shadow.summary(),
             golden=list(golden) if golden else self.golden,
             gates=v.gates,
             k=v.k,
             health_sample=v.health_sample,
         )
-        self._store.set_fields(
-            VALIDATION_KEY, {"passed": "1" if report.passed else "0", "at": repr(report.at)}
-        )
+        self._record.record_validation(report.passed, report.at)
         return report
+
+    def report_passed(self) -> bool:
+        return self._record.validation_passed()
 
     # -- promotion ------------------------------------------------------------------------------------
 
     def promote(self, reason: str = "promoted by operator") -> float:
         """Moves traffic to the next configured step, entering `shifting` if needed."""
-        phase = self.controller.record.load().phase
+        phase = self._record.load().phase
         if phase in (Phase.BACKFILLING, Phase.VALIDATED, Phase.ROLLED_BACK):
-            self.controller.transition(Phase.SHIFTING.value, reason=reason)
+            self._commands.transition(Phase.SHIFTING.value, reason=reason)
         elif phase is not Phase.SHIFTING:
             raise FailedPrecondition(
                 f"cannot promote in phase {phase.value}; promote from validated or shifting"
             )
-        target = next_step(self.config.promotion.steps, self.controller.traffic_percent())
+        target = next_step(self.promotion.steps, self._commands.traffic_percent())
         if target is None:
             raise FailedPrecondition("already at the last step; cut over next (`switchyard migrate cutover`)")
         self._enter_step(target, reason)
@@ -87,8 +105,8 @@ class Promoter:
 
     def rollback(self, reason: str, force: bool = False) -> MigrationState:
         """All traffic back to the old index at once, and the reason recorded in the history."""
-        state = self.controller.transition(Phase.ROLLED_BACK.value, force=force, reason=reason)
-        self.controller.set_traffic_percent(0.0)
+        state = self._commands.transition(Phase.ROLLED_BACK.value, force=force, reason=reason)
+        self._commands.set_traffic_percent(0.0)
         self._event(f"rollback: {reason}")
         log.warning("migration rolled back: %s", reason)
         return state
@@ -101,26 +119,26 @@ class Promoter:
 
     def tick(self) -> Decision | None:
         """One automatic promotion decision, at most every `interval_s`, by the replica holding the lease."""
-        cfg = self.config.promotion
+        cfg = self.promotion
         now = time.time()
         if not cfg.auto or now - self._last_tick < cfg.interval_s:
             return None
         self._last_tick = now
-        if self.controller.record.load().phase is not Phase.SHIFTING:
+        if self._record.load().phase is not Phase.SHIFTING:
             return None
-        if not self._store.try_lease(PROMOTION_LEASE, self.controller.owner, cfg.interval_s * 3):
+        if not self._store.try_lease(PROMOTION_LEASE, self._owner, cfg.interval_s * 3):
             return None
         decision = self.evaluate(now)
         self._act(decision)
         return decision
 
     def evaluate(self, now: float) -> Decision:
-        percent = self.controller.traffic_percent()
+        percent = self._commands.traffic_percent()
         started = self.step_started_at() or now
         window = self.stats.since(started)
         health, golden_old, golden_new = self._checks_for(percent, window.samples)
         gates = evaluate_gates(
-            self.config.validation.gates,
+            self.validation.gates,
             coverage=None,
             health_recall=health,
             golden_old=golden_old,
@@ -129,18 +147,18 @@ class Promoter:
             p99_ms=window.p99_ms,
             shadow_overlap=None,
         )
-        return decide(percent, now - started, window.samples, gates, self.config.promotion)
+        return decide(percent, now - started, window.samples, gates, self.promotion)
 
     def _checks_for(
         self, percent: float, samples: int
     ) -> tuple[float | None, GoldenScore | None, GoldenScore | None]:
         """Index health and golden-set quality, computed once per step (they are costly and change slowly)."""
         if percent not in self._step_checks:
-            v = self.config.validation
-            health = index_health(self.controller.new, v.health_sample, v.k)
+            v = self.validation
+            health = index_health(self._new, v.health_sample, v.k)
             golden = self.golden
-            old = score_golden(self.controller.old, golden, v.k) if golden else None
-            new = score_golden(self.controller.new, golden, v.k) if golden else None
+            old = score_golden(self._old, golden, v.k) if golden else None
+            new = score_golden(self._new, golden, v.k) if golden else None
             self._step_checks = {percent: (health, old, new)}
         return self._step_checks[percent]
 
@@ -153,7 +171,7 @@ class Promoter:
             self._event(decision.reason)
 
     def _enter_step(self, percent: float, reason: str) -> None:
-        self.controller.set_traffic_percent(percent)
+        self._commands.set_traffic_percent(percent)
         self._store.set_fields(PROMOTION_KEY, {"step_started_at": repr(time.time())})
         self._event(f"step {percent:g}%: {reason}")
         log.info("promotion: %s", reason)

@@ -1,6 +1,6 @@
 """Progressive promotion: hold each traffic step until its gates pass, advance, or roll back and say why.
 
-Steps and gates are data (config), the decision is a pure function, in the manner of Argo Rollouts'
+Steps and gates are data (settings), the decision is a pure function, in the manner of Argo Rollouts'
 canary analysis.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from proxy.app.config import PromotionConfig
+from proxy.migration.settings import PromotionSettings
 from proxy.migration.validation import Gate
 
 
@@ -37,23 +37,23 @@ def decide(
     dwell_s: float,
     samples: int,
     gates: list[Gate],
-    config: PromotionConfig,
+    settings: PromotionSettings,
 ) -> Decision:
     """What to do with the current step, given how long it has run, how much it saw, and its gates."""
     failed = [g for g in gates if not g.passed and g.value is not None]
     if failed:
         reasons = "; ".join(f"{g.name} {g.detail}" for g in failed)
         return Decision(Action.ROLLBACK, 0.0, f"gate failed at {percent:g}%: {reasons}")
-    if dwell_s < config.min_dwell_s or samples < config.min_samples:
+    if dwell_s < settings.min_dwell_s or samples < settings.min_samples:
         return Decision(
             Action.HOLD,
             percent,
-            f"step {percent:g}%: {dwell_s:.0f}/{config.min_dwell_s:.0f}s, {samples}/{config.min_samples} samples",
+            f"step {percent:g}%: {dwell_s:.0f}/{settings.min_dwell_s:.0f}s, {samples}/{settings.min_samples} samples",
         )
     missing = [g for g in gates if g.value is None]
     if missing:
         return Decision(Action.HOLD, percent, "waiting for data: " + ", ".join(g.name for g in missing))
-    target = next_step(config.steps, percent)
+    target = next_step(settings.steps, percent)
     if target is None:
         return Decision(Action.COMPLETE, percent, f"all steps passed at {percent:g}%")
     return Decision(

@@ -14,6 +14,7 @@ from enum import StrEnum
 from proxy.core.binding import IndexBinding
 from proxy.core.model import StoredDocument
 from proxy.core.ports import StateStore
+from proxy.migration.phases import SLICE_PHASES, Phase
 
 
 class StoragePolicy(StrEnum):
@@ -27,6 +28,7 @@ class StoragePolicy(StrEnum):
 
 STORAGE_KEY = "storage"
 RETIRE_CURSOR = "retire_cursor"
+RETIRE_LEASE = "retire"
 # Compact once this share of the old graph is dead: often enough to bound the peak, rarely enough that the
 # rebuild cost stays a small fraction of the backfill.
 COMPACT_AT_DEAD_FRACTION = 0.1
@@ -80,6 +82,10 @@ class StorageTracker:
     def retired_count(self) -> int:
         return int(self.store.get_fields(STORAGE_KEY).get("retired", "0"))
 
+    def restore_retired_count(self, retired: int) -> None:
+        """Writes back the count a replica remembers, into a state store that lost it."""
+        self.store.set_fields(STORAGE_KEY, {"retired": str(retired)})
+
     def retire_batch(self, batch: int) -> int:
         """Sweeps the old index for copies the new index already holds (dual-written or lazily moved ones).
 
@@ -112,3 +118,48 @@ class StorageTracker:
         elif self.old.index.dead_fraction() > 0:
             self.old.index.compact()
         return len(page)
+
+
+class OldCopyRetirer:
+    """When old copies go: under retire_as_you_go, once traffic is on the new path, both the copies each
+    backfill batch moved and, under a lease one replica at a time, a sweep of the rest."""
+
+    def __init__(
+        self,
+        storage: StorageTracker,
+        store: StateStore,
+        owner: str,
+        phase: Callable[[], Phase],
+        traffic_percent: Callable[[], float],
+        *,
+        batch_size: int,
+        lease_ttl_s: float,
+        on_retired: Callable[[], None],
+    ) -> None:
+        """`on_retired` is called after each sweep batch (the retired documents change the coverage)."""
+        self._storage = storage
+        self._store = store
+        self._owner = owner
+        self._phase = phase
+        self._traffic_percent = traffic_percent
+        self._batch_size = batch_size
+        self._lease_ttl_s = lease_ttl_s
+        self._on_retired = on_retired
+
+    def traffic_on_new(self, phase: Phase) -> bool:
+        if self._storage.policy is not StoragePolicy.RETIRE_AS_YOU_GO:
+            return False
+        return phase is Phase.CUT_OVER or (phase in SLICE_PHASES and self._traffic_percent() >= 100.0)
+
+    def retire_moved(self, docs: Sequence[StoredDocument]) -> None:
+        """The backfill's `on_moved`: the old copies of a batch it just moved."""
+        if self.traffic_on_new(self._phase()):
+            self._storage.retire(docs)
+
+    def sweep(self) -> int:
+        """One batch of the sweep, if this replica holds the lease; returns the copies retired."""
+        if not self._store.try_lease(RETIRE_LEASE, self._owner, self._lease_ttl_s):
+            return 0
+        retired = self._storage.retire_batch(self._batch_size)
+        self._on_retired()
+        return retired

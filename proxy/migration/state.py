@@ -14,6 +14,7 @@ from proxy.migration.phases import MigrationState, Phase, PhaseChange
 MIGRATION_KEY = "migration"
 HISTORY_KEY = "migration:history"
 LAZY_QUEUE = "lazy"
+VALIDATION_KEY = "validation"
 
 
 # Every entry of a repair queue has this priority: entries are taken first in, first out.
@@ -101,6 +102,13 @@ class MigrationRecord:
         )
         self.store.append_event(HISTORY_KEY, json.dumps(_as_dict(updated.history[-1])))
         return updated
+
+    def record_validation(self, passed: bool, at: float) -> None:
+        """The verdict of the last validation report: cut-over requires a passing one."""
+        self.store.set_fields(VALIDATION_KEY, {"passed": "1" if passed else "0", "at": repr(at)})
+
+    def validation_passed(self) -> bool:
+        return self.store.get_fields(VALIDATION_KEY).get("passed") == "1"
 
     def get_float(self, name: str, default: float) -> float:
         value = self.store.get_fields(MIGRATION_KEY).get(name)

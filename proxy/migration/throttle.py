@@ -148,6 +148,21 @@ class AdaptiveThrottle:
         """(start, end, seconds of work, documents embedded) of the last batch: the rest its work owes and
         the wait its documents owe follow the duty and the rate limit as they are when asked."""
 
+    def set_rate_limit(self, docs_per_second: float) -> None:
+        """Documents per second from the next batch on (0: unlimited)."""
+        with self._lock:
+            self.rate_limit = docs_per_second
+
+    def set_latency_budget(self, budget_s: float | None) -> None:
+        """The query p99 to keep under (None: no latency throttling, the duty goes back to 1)."""
+        with self._lock:
+            self.latency_budget_s = budget_s
+
+    def set_batch_time(self, batch_time_s: float) -> None:
+        """How long one batch of a local model may work, with a latency budget."""
+        with self._lock:
+            self.batch_time_s = batch_time_s
+
     def pause(self) -> None:
         """The backfill stopped (paused, or not started): nothing to judge until `resume`."""
         with self._lock:

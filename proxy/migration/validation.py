@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.app.config import GatesConfig
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import InvalidArgument
 from proxy.core.quality import ndcg_at_k, recall_at_k
+from proxy.migration.settings import GateSettings
 from proxy.migration.shadow import ShadowSummary
 
 
@@ -126,7 +126,7 @@ def index_health(binding: IndexBinding, sample: int, k: int, seed: int = 0) -> f
 
 
 def evaluate_gates(
-    gates: GatesConfig,
+    gates: GateSettings,
     *,
     coverage: float | None,
     health_recall: float | None,
@@ -173,7 +173,7 @@ def build_report(
     coverage: float,
     shadow: ShadowSummary,
     golden: Sequence[GoldenQuery],
-    gates: GatesConfig,
+    gates: GateSettings,
     k: int,
     health_sample: int,
 ) -> ValidationReport:

@@ -12,8 +12,9 @@ import grpc
 from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as pb_grpc
 from proxy.core.errors import FailedPrecondition
-from proxy.migration.controller import MigrationController, MigrationStatus
+from proxy.migration.controller import MigrationController
 from proxy.migration.promoter import Promoter
+from proxy.migration.status import MigrationStatus
 from proxy.migration.validation import Gate, GoldenQuery, report_table
 from proxy.transport.errors import grpc_errors
 
@@ -21,9 +22,9 @@ T = TypeVar("T")
 
 
 class AdminServicer(pb_grpc.AdminServiceServicer):
-    def __init__(self, promoter: Promoter | None, executor: Executor) -> None:
-        self._promoter = promoter
-        self._controller = promoter.controller if promoter else None
+    def __init__(self, controller: MigrationController | None, executor: Executor) -> None:
+        self._controller = controller
+        self._promoter = controller.promoter if controller else None
         self._executor = executor
 
     async def _promote(self, fn: Callable[[Promoter], T]) -> T:
@@ -42,7 +43,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def GetMigrationStatus(
         self, request: pb.GetMigrationStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMigrationStatusResponse:
-        return await self._promote(lambda p: status_to_pb(p.controller.status(), p))
+        return await self._call(lambda c: status_to_pb(c.status(), c.promoter))
 
     @grpc_errors
     async def StartMigration(
@@ -130,7 +131,7 @@ def _gate(gate: Gate) -> pb.Gate:
 def status_to_pb(status: MigrationStatus, promoter: Promoter) -> pb.GetMigrationStatusResponse:
     b = status.backfill
     s = status.storage
-    promotion = promoter.config.promotion
+    promotion = promoter.promotion
     return pb.GetMigrationStatusResponse(
         migration_id=f"{status.old_index}->{status.new_index}",
         old_index=status.old_index,
@@ -166,7 +167,7 @@ def status_to_pb(status: MigrationStatus, promoter: Promoter) -> pb.GetMigration
             steps=list(promotion.steps),
             step_started_at_unix=promoter.step_started_at(),
             events=promoter.events(),
-            last_report_passed=promoter.controller.report_passed(),
+            last_report_passed=promoter.report_passed(),
         ),
         history=[
             pb.PhaseChange(

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as admin_pb
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
+from proxy.app.assembly import build_app
 from proxy.app.config import parse_config
-from proxy.app.server import build_app
 from proxy.cli.client import Doc
 from proxy.core.model import RoutingMode
 from proxy.core.service import QueryInput

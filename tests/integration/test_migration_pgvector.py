@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from proxy.adapters.pgvector import PgVectorIndex
-from proxy.app.server import App
+from proxy.app.assembly import App
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
 from tests.contract.conftest import PGVECTOR_DSN

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proxy.app.server import App
+from proxy.app.assembly import App
 from proxy.app.wiring import build_embedder, build_index
 from proxy.cli.main import main
 from proxy.core.model import DocumentInput, IndexRecord

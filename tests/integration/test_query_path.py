@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from proxy.app.assembly import App
 from proxy.app.config import load_config
 from proxy.app.config_watch import ConfigWatcher
-from proxy.app.server import App, apply_reload
+from proxy.app.reload import apply_reload
 from proxy.core.errors import InvalidArgument, Unavailable
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
@@ -140,9 +141,9 @@ def _swap_index(app: App, name: str, index: object) -> None:
     assert app.controller is not None
     swapped = replace(app.bindings[name], index=index)  # type: ignore[arg-type]
     if name == "idx-b":
-        app.controller.new = swapped
+        app.controller.topology.new = swapped
     else:
-        app.controller.old = swapped
+        app.controller.topology.old = swapped
 
 
 @pytest.mark.parametrize(("cores", "on_caller"), [(1, (2, 1)), (2, (1, 0))])
@@ -150,7 +151,7 @@ def test_in_process_legs_run_on_the_query_thread_unless_cores_are_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, on_caller: tuple[int, int]
 ) -> None:
     # One query in flight: on one core nothing is idle, on two the second hnswlib leg may overlap the first.
-    monkeypatch.setattr("proxy.app.server.available_cores", lambda: cores)
+    monkeypatch.setattr("proxy.app.assembly.available_cores", lambda: cores)
     app = in_process_app(migration_config(tmp_path / "data"))
     try:
         docs = _half_migrated(app)
@@ -165,7 +166,7 @@ def test_in_process_legs_run_on_the_query_thread_unless_cores_are_idle(
 
         threads.clear()
         _break_leg(app, "idx-a", delay_s=0.0, error=False)  # now behind a "network": always in its pool
-        _swap_index(app, "idx-a", _ThreadRecordingIndex(app.controller.old.index, threads))  # type: ignore[union-attr]
+        _swap_index(app, "idx-a", _ThreadRecordingIndex(app.controller.topology.old.index, threads))  # type: ignore[union-attr]
         _query(app, docs[30].text, RoutingMode.DUAL)
         assert len(threads) == 2 and sum(t is threading.current_thread() for t in threads) == on_caller[1]
     finally:
@@ -216,7 +217,7 @@ def test_each_in_process_leg_waits_for_its_index_within_its_own_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "proxy.app.server.available_cores", lambda: 1
+        "proxy.app.assembly.available_cores", lambda: 1
     )  # no idle core: both legs on this thread
     config = migration_config(tmp_path / "data")
     config["query"] = {"leg_timeout_ms": 300}

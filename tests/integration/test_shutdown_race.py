@@ -13,8 +13,8 @@ import pytest
 
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
 from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as pb_grpc
+from proxy.app.assembly import App, build_app
 from proxy.app.config import parse_config
-from proxy.app.server import App, build_app
 from proxy.transport.vector_service import VectorServicer
 from tests.contract.conftest import PGVECTOR_DSN
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from proxy.app.server import App
+from proxy.app.assembly import App
 from proxy.core.errors import Unavailable
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
@@ -73,16 +73,16 @@ class FlakyIndex:
 
 
 def _flaky(app: App, name: str) -> FlakyIndex:
-    """Wraps one index of the migration everywhere the controller and the backfill reach it."""
+    """Wraps one index of the migration where queries and writes (the topology) and the backfill reach it."""
     controller = app.controller
     assert controller is not None
     binding = app.bindings[name]
     flaky = FlakyIndex(binding.index)
     wrapped = replace(binding, index=flaky)  # type: ignore[arg-type]
     if name == controller.new.name:
-        controller.new = controller.backfiller.target = wrapped
+        controller.topology.new = controller.backfiller.target = wrapped
     else:
-        controller.old = controller.backfiller.source = wrapped
+        controller.topology.old = controller.backfiller.source = wrapped
     return flaky
 
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from proxy.adapters.state.redis_store import RedisStateStore
-from proxy.app.server import App
+from proxy.app.assembly import App
 from proxy.core.errors import Unavailable
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
@@ -161,7 +161,7 @@ def test_queries_and_reads_keep_the_last_known_layout_while_redis_is_down(
     assert app.controller is not None
     app.service.upsert([DocumentInput("q1", "garlic and comets")])
     app.controller.set_traffic_percent(100)
-    app.controller.layout()
+    app.topology.layout()
     private_redis.stop()
     time.sleep(0.6)  # past the state cache: the next query has to ask Redis, which is gone
     outcome = app.service.query(QueryInput(k=3, text="garlic and comets", routing_key="user-1"))
@@ -178,10 +178,10 @@ def test_an_empty_redis_gets_the_remembered_state_back(app: App) -> None:
     before = app.service.upsert([DocumentInput("v1", "before the restart")])["v1"]
     app.controller.set_traffic_percent(30)
     app.controller.set_rate(40)
-    app.controller.layout()
+    app.topology.layout()
     _forget_namespace(app)
     time.sleep(0.6)
-    layout = app.controller.layout()
+    layout = app.topology.layout()
     status = app.controller.status()
     assert layout.secondary is not None and layout.traffic_percent == 30, "dual writes and split continue"
     assert status.state.phase.value == "backfilling" and status.backfill.rate_limit == 40
@@ -199,11 +199,11 @@ def test_a_never_started_migration_is_not_restored(
     fresh = in_process_app(config)
     try:
         assert fresh.controller is not None
-        assert fresh.controller.layout().secondary is None
+        assert fresh.topology.layout().secondary is None
         _forget_namespace(fresh)
         time.sleep(0.6)
         assert (
-            fresh.controller.layout().secondary is None
+            fresh.topology.layout().secondary is None
             and fresh.controller.status().state.phase.value == "planned"
         )
     finally:

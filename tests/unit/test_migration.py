@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.app.server import App
+from proxy.app.assembly import App
 from proxy.core.errors import FailedPrecondition, Unavailable
 from proxy.core.model import DocumentInput, RoutingMode, Vector
 from proxy.core.ports import Embedder
@@ -341,11 +341,11 @@ def test_failed_secondary_write_is_reported_and_repaired(app: App) -> None:
     app.controller.start()
     healthy = app.bindings["idx-b"]
     broken = replace(healthy, index=_BrokenIndex(healthy.index))
-    app.controller.new = broken
+    app.controller.topology.new = broken
     with pytest.raises(Unavailable, match="queued for repair"):
         app.service.upsert([DocumentInput("r1", "repair me please")])
     assert app.controller.status().backfill.pending_repairs == 1
-    app.controller.new = healthy
+    app.controller.topology.new = healthy
     drain(app)
     assert app.bindings["idx-b"].index.get(["r1"])[0].text == "repair me please"
     assert app.controller.status().backfill.pending_repairs == 0

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from proxy.app.assembly import App
 from proxy.app.config import GatesConfig, PromotionConfig
-from proxy.app.server import App
+from proxy.app.wiring import gate_settings, promotion_settings
 from proxy.core.errors import FailedPrecondition
 from proxy.core.model import DocumentInput, Vector
 from proxy.core.service import QueryInput
@@ -115,13 +115,15 @@ class _BrokenEmbedder:
 
 
 def test_promotion_rolls_back_by_itself_when_the_new_index_is_worse(
-    tmp_path: Path, corpus_docs: list[DocumentInput]
+    tmp_path: Path, corpus_docs: list[DocumentInput], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = in_process_app(_config(tmp_path, _golden_file(tmp_path, corpus_docs)))
     try:
         assert app.promoter is not None and app.controller is not None
-        broken = replace(app.controller.new, embedder=_BrokenEmbedder("hash-b", 32))
-        app.controller.new = app.controller.backfiller.target = broken
+        # The new model's one instance, shared by queries, the backfill and validation, turns random.
+        broken = _BrokenEmbedder("hash-b", 32)
+        monkeypatch.setattr(app.controller.new.embedder, "embed", broken.embed)
+        monkeypatch.setattr(app.controller.new.embedder, "embed_query", broken.embed_query)
         docs = _migrated(app)
         report = app.promoter.validate()
         assert not report.passed
@@ -181,7 +183,7 @@ def test_validation_report_has_every_section_and_round_trips_as_json(
 
 def test_gates_without_data_do_not_pass_silently() -> None:
     gates = evaluate_gates(
-        GatesConfig(),
+        gate_settings(GatesConfig()),
         coverage=1.0,
         health_recall=None,
         golden_old=None,
@@ -197,7 +199,7 @@ def test_gates_without_data_do_not_pass_silently() -> None:
 def test_quality_gate_compares_new_with_old() -> None:
     old, worse = GoldenScore(10, 0.9, 0.80), GoldenScore(10, 0.9, 0.75)
     gates = evaluate_gates(
-        GatesConfig(max_quality_drop=0.02),
+        gate_settings(GatesConfig(max_quality_drop=0.02)),
         coverage=None,
         health_recall=0.95,
         golden_old=old,
@@ -222,14 +224,14 @@ def test_quality_gate_compares_new_with_old() -> None:
 def test_promotion_decision(
     dwell: float, samples: int, gates: list[Gate], action: Action, target: float
 ) -> None:
-    config = PromotionConfig(steps=(5, 25, 50, 100), min_dwell_s=60, min_samples=100)
-    decision = decide(25, dwell, samples, gates, config)
+    settings = promotion_settings(PromotionConfig(steps=(5, 25, 50, 100), min_dwell_s=60, min_samples=100))
+    decision = decide(25, dwell, samples, gates, settings)
     assert decision.action is action
     assert decision.to_percent == target
 
 
 def test_last_step_completes() -> None:
-    decision = decide(100, 100, 500, [], PromotionConfig(min_dwell_s=0, min_samples=0))
+    decision = decide(100, 100, 500, [], promotion_settings(PromotionConfig(min_dwell_s=0, min_samples=0)))
     assert decision.action is Action.COMPLETE
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from proxy.app.server import App
+from proxy.app.assembly import App
 from proxy.core.model import DocumentInput
 from proxy.core.service import QueryInput
 from tests.migration_support import in_process_app, load_corpus, migration_config
