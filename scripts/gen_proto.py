@@ -1,6 +1,6 @@
 """Generates proxy/_gen from proto/ with grpcio-tools (the version pinned in pyproject.toml).
 
-The generated modules are checked in so `pip install` needs no code generation; tests/test_generated_code.py
+The generated modules are checked in so `pip install` needs no code generation; tests/unit/test_generated_code.py
 fails when they are stale. Run after editing a .proto file:
 
     .venv/bin/python scripts/gen_proto.py
