@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 # Buckets in seconds for query latency: sub-millisecond hnswlib searches up to multi-second embedding calls.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
-GaugeSource = Callable[[], Mapping[str, float | Mapping[str, float]]]
-"""Returns gauge values by name; a mapping value is one series per label value (e.g. bytes per index)."""
+GaugeValue = tuple[float, Mapping[str, str]]
+"""One series of a gauge: its value and its attributes (collection, index)."""
+GaugeSource = Callable[[], Mapping[str, Sequence[GaugeValue]]]
+"""Returns the series of each gauge by name."""
 
 
 class OtelTracer:
@@ -117,40 +119,47 @@ class Telemetry:
         # the OpenTelemetry SDK's measurement pipeline. They are pushed through OTel only when OTLP is on.
         self._latency = Histogram(
             "switchyard_query_duration_seconds",
-            "Query latency by serving path",
-            ["path"],
+            "Query latency by collection and serving path",
+            ["collection", "path"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._queries = Counter(
             "switchyard_queries",
-            "Queries by path and merge strategy",
-            ["path", "merge_strategy", "degraded"],
+            "Queries by collection, path and merge strategy",
+            ["collection", "path", "merge_strategy", "degraded"],
             registry=self.registry,
         )
         self._failed_legs = Counter(
-            "switchyard_query_legs_failed", "Legs failed or timed out", ["index"], registry=self.registry
+            "switchyard_query_legs_failed",
+            "Legs failed or timed out",
+            ["collection", "index"],
+            registry=self.registry,
         )
         self._otlp_query_metrics = _OtlpQueryMetrics(meter) if otlp_endpoint else None
         # labels() looks the child up under a lock each call; the label sets are few and fixed.
-        self._children: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, str, bool], tuple[Any, Any]] = {}
 
-    def observe_query(self, outcome: QueryOutcome, seconds: float) -> None:
-        key = (outcome.served_by.value, outcome.merge_strategy, outcome.degraded)
+    def query_observer(self, collection: str) -> Callable[[QueryOutcome, float], None]:
+        """Records one collection's queries: its series carry a `collection` label."""
+        return lambda outcome, seconds: self.observe_query(outcome, seconds, collection)
+
+    def observe_query(self, outcome: QueryOutcome, seconds: float, collection: str = "default") -> None:
+        key = (collection, outcome.served_by.value, outcome.merge_strategy, outcome.degraded)
         children = self._children.get(key)
         if children is None:
-            path, merge, degraded = key
+            _, path, merge, degraded = key
             children = self._children[key] = (
-                self._latency.labels(path),
-                self._queries.labels(path, merge, "true" if degraded else "false"),
+                self._latency.labels(collection, path),
+                self._queries.labels(collection, path, merge, "true" if degraded else "false"),
             )
         latency, queries = children
         latency.observe(seconds)
         queries.inc()
         for index in outcome.failed_legs:
-            self._failed_legs.labels(index).inc()
+            self._failed_legs.labels(collection, index).inc()
         if self._otlp_query_metrics is not None:
-            self._otlp_query_metrics.observe(outcome, seconds)
+            self._otlp_query_metrics.observe(outcome, seconds, collection)
 
     def watch(self, source: GaugeSource, names: Mapping[str, str], ttl_s: float = 1.0) -> None:
         """Registers observable gauges read from `source` at scrape time, sharing one read per `ttl_s`."""
@@ -196,14 +205,20 @@ class _OtlpQueryMetrics:
             "switchyard.query.legs_failed", description="Legs failed or timed out"
         )
 
-    def observe(self, outcome: QueryOutcome, seconds: float) -> None:
+    def observe(self, outcome: QueryOutcome, seconds: float, collection: str) -> None:
         path = outcome.served_by.value
-        self._latency.record(seconds, {"path": path})
+        self._latency.record(seconds, {"collection": collection, "path": path})
         self._queries.add(
-            1, {"path": path, "merge_strategy": outcome.merge_strategy, "degraded": outcome.degraded}
+            1,
+            {
+                "collection": collection,
+                "path": path,
+                "merge_strategy": outcome.merge_strategy,
+                "degraded": outcome.degraded,
+            },
         )
         for index in outcome.failed_legs:
-            self._failed_legs.add(1, {"index": index})
+            self._failed_legs.add(1, {"collection": collection, "index": index})
 
 
 class _Cached:
@@ -212,20 +227,15 @@ class _Cached:
         self._ttl_s = ttl_s
         self._lock = threading.Lock()
         self._at = 0.0
-        self._values: Mapping[str, float | Mapping[str, float]] = {}
+        self._values: Mapping[str, Sequence[GaugeValue]] = {}
 
     def callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            value = self._read().get(name)
-            if value is None:
-                return []
-            if isinstance(value, Mapping):
-                return [Observation(v, {"index": label}) for label, v in value.items()]
-            return [Observation(value)]
+            return [Observation(value, dict(attributes)) for value, attributes in self._read().get(name, ())]
 
         return observe
 
-    def _read(self) -> Mapping[str, float | Mapping[str, float]]:
+    def _read(self) -> Mapping[str, Sequence[GaugeValue]]:
         with self._lock:
             if time.monotonic() - self._at > self._ttl_s:
                 try:

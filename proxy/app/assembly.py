@@ -12,17 +12,18 @@ from dataclasses import dataclass
 from opentelemetry.sdk.trace import SpanProcessor
 
 from proxy.adapters.telemetry_otel import Telemetry, TracedEmbedder
-from proxy.app.config import SwitchyardConfig
+from proxy.app.config import Collection, SwitchyardConfig
 from proxy.app.cpu import available_cores
-from proxy.app.telemetry_gauges import GAUGES, gauges
+from proxy.app.telemetry_gauges import GAUGES, CollectionGauges, gauges
 from proxy.app.wiring import build_backfill_embedder, build_bindings, build_state, migration_settings
 from proxy.core.binding import IndexBinding
+from proxy.core.collections import Collections
 from proxy.core.merge import make_merger
 from proxy.core.model import RoutingMode
 from proxy.core.ports import Embedder, StateStore
 from proxy.core.service import Limits, QueryObserver, QueryOutcome, VectorService
 from proxy.core.topology import StaticTopology, Topology
-from proxy.core.tracing import NOOP_TRACER
+from proxy.core.tracing import NOOP_TRACER, Tracer
 from proxy.migration.controller import MigrationController
 from proxy.migration.priority import BackfillEmbedder
 from proxy.migration.promoter import Promoter
@@ -32,32 +33,86 @@ from proxy.migration.validation import load_golden_set
 
 
 @dataclass
-class App:
-    """Everything a running sidecar owns; `close` flushes indexes to disk."""
+class CollectionApp:
+    """One collection's part of a running sidecar: its indexes, state namespace, migration and data plane."""
 
-    config: SwitchyardConfig
+    name: str
+    config: Collection
     bindings: dict[str, IndexBinding]
+    """This collection's indexes (the app's bindings hold every collection's)."""
     state: StateStore
     topology: Topology
     service: VectorService
-    executor: ThreadPoolExecutor
     shadow: ShadowRecorder
-    latencies: LatencyWindow
-    """Query latencies as the gRPC handler sees them (queueing included): the backfill throttle's signal."""
     controller: MigrationController | None = None
-    promoter: Promoter | None = None
+
+    @property
+    def promoter(self) -> Promoter | None:
+        return self.controller.promoter if self.controller else None
+
+    def close(self) -> None:
+        if self.controller is not None:
+            self.controller.stop_worker()
+        self.service.close()
+
+
+@dataclass
+class App:
+    """Everything a running sidecar owns; `close` flushes indexes to disk.
+
+    `service`, `controller`, `topology`, `state`, `shadow` and `promoter` are the default collection's, for
+    the one-collection sidecar most code and tests drive."""
+
+    config: SwitchyardConfig
+    bindings: dict[str, IndexBinding]
+    collections: Collections[CollectionApp]
+    executor: ThreadPoolExecutor
+    latencies: LatencyWindow
+    """Query latencies as the gRPC handler sees them (queueing included): every collection's backfill
+    throttle watches this one window, so all backfills together keep one latency budget."""
     telemetry: Telemetry | None = None
+
+    @property
+    def default(self) -> CollectionApp:
+        return self.collections.get("")
+
+    @property
+    def service(self) -> VectorService:
+        return self.default.service
+
+    @property
+    def controller(self) -> MigrationController | None:
+        return self.default.controller
+
+    @property
+    def promoter(self) -> Promoter | None:
+        return self.default.promoter
+
+    @property
+    def topology(self) -> Topology:
+        return self.default.topology
+
+    @property
+    def state(self) -> StateStore:
+        return self.default.state
+
+    @property
+    def shadow(self) -> ShadowRecorder:
+        return self.default.shadow
+
+    def controllers(self) -> list[MigrationController]:
+        return [c.controller for _, c in self.collections.items() if c.controller is not None]
 
     def close(self) -> None:
         if self.telemetry is not None:
             self.telemetry.shutdown()
-        if self.controller is not None:
-            self.controller.stop_worker()
-        self.service.close()
+        for _, collection in self.collections.items():
+            collection.close()
         for binding in self.bindings.values():
             binding.index.flush()
             binding.index.close()
-        self.state.close()
+        for _, collection in self.collections.items():
+            collection.state.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -66,60 +121,71 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
     tracer = telemetry.tracer if telemetry and telemetry.tracer else None
     wrap: Callable[[Embedder], Embedder] = (lambda e: TracedEmbedder(e, tracer)) if tracer else (lambda e: e)
     bindings = build_bindings(config, wrap)
-    state = build_state(config.state, config.data_dir)
+    latencies = LatencyWindow()
+    executor = ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="switchyard")
+    parts = _Shared(config, bindings, executor, latencies, telemetry, tracer, wrap)
+    members = {c.name: _collection(c, parts) for c in config.collection_list()}
+    collections = Collections(members, config.default_collection_name())
+    if telemetry is not None:
+        sources = [CollectionGauges(n, c.bindings, c.shadow, c.controller) for n, c in collections.items()]
+        telemetry.watch(lambda: gauges(sources), GAUGES)
+    return App(config, bindings, collections, executor, latencies, telemetry)
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every collection of one sidecar shares: indexes and models, the worker threads, the latency
+    window, telemetry."""
+
+    config: SwitchyardConfig
+    bindings: dict[str, IndexBinding]
+    executor: ThreadPoolExecutor
+    latencies: LatencyWindow
+    telemetry: Telemetry | None
+    tracer: Tracer | None
+    wrap: Callable[[Embedder], Embedder]
+
+
+def _collection(collection: Collection, parts: _Shared) -> CollectionApp:
+    config = parts.config
+    bindings = {name: parts.bindings[name] for name in collection.index_names()}
+    state = build_state(config.state, config.data_dir, collection.name)
     # A state store that lost its counter (Redis without persistence, a new namespace) must never hand out a
     # version the indexes already hold: every write would then be rejected as stale.
     state.advance_versions(max(b.index.max_version() for b in bindings.values()))
-    latencies = LatencyWindow()
     shadow = ShadowRecorder()
-    controller = _controller(
-        config, bindings, state, latencies, shadow, build_backfill_embedder(config, wrap)
+    backfill_embedder = build_backfill_embedder(config, collection.migration, parts.wrap)
+    controller = _controller(collection, bindings, state, parts.latencies, shadow, backfill_embedder)
+    topology: Topology = (
+        controller.topology if controller else StaticTopology(bindings[collection.serving_index])
     )
-    topology: Topology = controller.topology if controller else StaticTopology(bindings[config.serving_index])
-    executor = ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="switchyard")
+    query = collection.query
     limits = Limits(
         max_batch_size=config.server.max_batch_size,
         max_k=config.server.max_k,
         max_text_chars=config.server.max_text_chars,
-        leg_timeout_s=config.query.leg_timeout_ms / 1000,
-        sync_reembed_budget=config.migration.lazy.sync_budget if config.migration else 0,
-        shadow_sample_rate=config.query.shadow_sample_rate,
+        leg_timeout_s=query.leg_timeout_ms / 1000,
+        sync_reembed_budget=collection.migration.lazy.sync_budget if collection.migration else 0,
+        shadow_sample_rate=query.shadow_sample_rate,
     )
-    dims = {b.model: b.embedder.dim for b in bindings.values()}
-    merger = make_merger(config.query.merge, serving=True)
-    promoter = controller.promoter if controller else None
     observers: list[QueryObserver] = []
-    if promoter is not None:
-        observers.append(promoter.stats.record)
-    if telemetry is not None:
-        observers.append(telemetry.observe_query)
+    if controller is not None:
+        observers.append(controller.promoter.stats.record)
+    if parts.telemetry is not None:
+        observers.append(parts.telemetry.query_observer(collection.name))
     service = VectorService(
         topology,
         state.next_versions,
-        merger,
-        executor,
+        make_merger(query.merge, serving=True),
+        parts.executor,
         limits,
-        dims,
+        {b.model: b.embedder.dim for b in bindings.values()},
         shadow_sink=shadow.record,
         observer=_observe_all(observers),
-        tracer=tracer or NOOP_TRACER,
+        tracer=parts.tracer or NOOP_TRACER,
         cores=available_cores(),
     )
-    if telemetry is not None:
-        telemetry.watch(lambda: gauges(bindings, shadow, controller), GAUGES)
-    return App(
-        config,
-        bindings,
-        state,
-        topology,
-        service,
-        executor,
-        shadow,
-        latencies,
-        controller,
-        promoter,
-        telemetry,
-    )
+    return CollectionApp(collection.name, collection, bindings, state, topology, service, shadow, controller)
 
 
 def _telemetry(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]) -> Telemetry | None:
@@ -144,27 +210,28 @@ def _observe_all(observers: list[QueryObserver]) -> QueryObserver:
 
 
 def _controller(
-    config: SwitchyardConfig,
+    collection: Collection,
     bindings: dict[str, IndexBinding],
     state: StateStore,
     latencies: LatencyWindow,
     shadow: ShadowRecorder,
     backfill_embedder: BackfillEmbedder | None,
 ) -> MigrationController | None:
-    if config.migration is None:
+    migration = collection.migration
+    if migration is None:
         return None
-    golden_path = config.migration.validation.golden_set
+    golden_path = migration.validation.golden_set
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     return MigrationController(
-        migration_settings(config.migration),
-        bindings[config.migration.old_index],
-        bindings[config.migration.new_index],
+        migration_settings(migration),
+        bindings[migration.old_index],
+        bindings[migration.new_index],
         state,
         owner,
         latencies,
         shadow,
-        default_traffic_percent=config.query.traffic_percent,
-        new_path=RoutingMode(config.query.new_path),
+        default_traffic_percent=collection.query.traffic_percent,
+        new_path=RoutingMode(collection.query.new_path),
         golden=load_golden_set(golden_path) if golden_path else (),
         backfill_embedder=backfill_embedder,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -285,14 +286,50 @@ class TelemetryConfig(_Strict):
     service_name: str = "switchyard"
 
 
+DEFAULT_COLLECTION = "default"
+"""The name of the one collection a config without `collections:` defines; it keeps the state store's
+un-suffixed namespace, so a sidecar that upgrades to this shape finds its migration where it left it."""
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+class CollectionConfig(_Strict):
+    """One logical index the API names: what serves it, and its own migration."""
+
+    serving_index: str
+    """The index that answers queries when no migration is configured."""
+    migration: MigrationConfig | None = None
+    query: QueryConfig | None = None
+    """Null: the top-level `query` section."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection as the app builds it: the top-level `query` filled in where the collection has none."""
+
+    name: str
+    serving_index: str
+    migration: MigrationConfig | None
+    query: QueryConfig
+
+    def index_names(self) -> tuple[str, ...]:
+        if self.migration is None:
+            return (self.serving_index,)
+        return tuple(dict.fromkeys((self.serving_index, self.migration.old_index, self.migration.new_index)))
+
+
 class SwitchyardConfig(_Strict):
     data_dir: Path = Path("switchyard-data")
     server: ServerConfig = ServerConfig()
     models: dict[str, ModelConfig]
     indexes: dict[str, IndexConfig]
-    serving_index: str
-    """The index that answers queries when no migration is configured."""
+    serving_index: str | None = None
+    """One collection (named `default`): the index that answers queries when no migration is configured."""
     migration: MigrationConfig | None = None
+    """One collection (named `default`): its migration."""
+    collections: dict[str, CollectionConfig] | None = None
+    """Several collections, each with its own serving index and migration (instead of the two keys above)."""
+    default_collection: str | None = None
+    """The collection a call without a `collection` acts on; default: the only one, or `default`."""
     query: QueryConfig = QueryConfig()
     state: StateConfig = StateConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
@@ -303,14 +340,92 @@ class SwitchyardConfig(_Strict):
             raise ValueError("data_dir: contains a NUL character")
         for name, index in self.indexes.items():
             _require(index.model in self.models, f"indexes.{name}.model", index.model, self.models)
-        _require(self.serving_index in self.indexes, "serving_index", self.serving_index, self.indexes)
-        if self.migration is not None:
-            m = self.migration
-            _require(m.old_index in self.indexes, "migration.old_index", m.old_index, self.indexes)
-            _require(m.new_index in self.indexes, "migration.new_index", m.new_index, self.indexes)
-            if m.old_index == m.new_index:
-                raise ValueError("migration.new_index must differ from migration.old_index")
+        _check_collection_shape(self)
+        prefix = "" if self.collections is None else "collections.{}."
+        for collection in self.collection_list():
+            where = prefix.format(collection.name)
+            _check_collection(collection, where, self.indexes)
+        _check_index_owners(self.collection_list())
+        if self.default_collection is not None:
+            names = [c.name for c in self.collection_list()]
+            _require(
+                self.default_collection in names,
+                "default_collection",
+                self.default_collection,
+                dict.fromkeys(names),
+            )
         return self
+
+    def collection_list(self) -> list[Collection]:
+        """Every collection, in config order; a config without `collections:` has one, named `default`."""
+        if self.collections is None:
+            assert self.serving_index is not None  # _check_collection_shape
+            return [Collection(DEFAULT_COLLECTION, self.serving_index, self.migration, self.query)]
+        return [
+            Collection(name, c.serving_index, c.migration, c.query or self.query)
+            for name, c in self.collections.items()
+        ]
+
+    def default_collection_name(self) -> str | None:
+        """The collection an empty `collection` means; None when several exist and none is the default."""
+        names = [c.name for c in self.collection_list()]
+        if self.default_collection is not None:
+            return self.default_collection
+        if len(names) == 1:
+            return names[0]
+        return DEFAULT_COLLECTION if DEFAULT_COLLECTION in names else None
+
+
+def _check_collection_shape(config: SwitchyardConfig) -> None:
+    if config.collections is None:
+        if config.serving_index is None:
+            raise ValueError("serving_index: required (or define several under `collections:`)")
+        return
+    if config.serving_index is not None or config.migration is not None:
+        raise ValueError(
+            "serving_index / migration: with `collections:` each collection names its own; move them into "
+            "collections.<name>"
+        )
+    if not config.collections:
+        raise ValueError("collections: define at least one collection")
+    for name in config.collections:
+        if not _COLLECTION_NAME.fullmatch(name):
+            raise ValueError(
+                f"collections.{name}: a collection name is 1-63 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit"
+            )
+
+
+def _check_collection(collection: Collection, where: str, indexes: dict[str, IndexConfig]) -> None:
+    _require(collection.serving_index in indexes, f"{where}serving_index", collection.serving_index, indexes)
+    m = collection.migration
+    if m is None:
+        return
+    _require(m.old_index in indexes, f"{where}migration.old_index", m.old_index, indexes)
+    _require(m.new_index in indexes, f"{where}migration.new_index", m.new_index, indexes)
+    if m.old_index == m.new_index:
+        raise ValueError(f"{where}migration.new_index must differ from migration.old_index")
+
+
+def _check_index_owners(collections: list[Collection]) -> None:
+    """An index belongs to one collection: its versions, tombstones and migration state are that
+    collection's, and two migrations writing one index would overwrite each other's backfill."""
+    owners: dict[str, str] = {}
+    for collection in collections:
+        for index in collection.index_names():
+            owner = owners.setdefault(index, collection.name)
+            if owner == collection.name:
+                continue
+            migrating = [c.name for c in collections if c.migration and c.migration.new_index == index]
+            if len(migrating) > 1:
+                raise ValueError(
+                    f"collections {migrating[0]} and {migrating[1]} both migrate into index {index!r}; "
+                    "give each its own new index"
+                )
+            raise ValueError(
+                f"index {index!r} is used by collections {owner} and {collection.name}; an index belongs to "
+                "one collection"
+            )
 
 
 def _require(ok: bool, field: str, value: str, known: dict[str, Any]) -> None:
@@ -346,18 +461,27 @@ def load_config(path: Path) -> SwitchyardConfig:
 
 
 def _resolve_golden_set(config: SwitchyardConfig, base: Path) -> SwitchyardConfig:
-    migration = config.migration
+    """Relative golden-set paths are read from the config file's folder, in every collection."""
+    if config.collections is None:
+        return config.model_copy(update={"migration": _with_golden_base(config.migration, base)})
+    collections = {
+        name: c.model_copy(update={"migration": _with_golden_base(c.migration, base)})
+        for name, c in config.collections.items()
+    }
+    return config.model_copy(update={"collections": collections})
+
+
+def _with_golden_base(migration: MigrationConfig | None, base: Path) -> MigrationConfig | None:
     if (
         migration is None
         or migration.validation.golden_set is None
         or migration.validation.golden_set.is_absolute()
     ):
-        return config
+        return migration
     validation = migration.validation.model_copy(
         update={"golden_set": base / migration.validation.golden_set}
     )
-    updated = migration.model_copy(update={"validation": validation})
-    return config.model_copy(update={"migration": updated})
+    return migration.model_copy(update={"validation": validation})
 
 
 def _describe(exc: ValidationError) -> str:

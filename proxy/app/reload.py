@@ -4,37 +4,54 @@ from __future__ import annotations
 
 import logging
 
-from proxy.app.assembly import App
-from proxy.app.config import SwitchyardConfig
+from proxy.app.assembly import App, CollectionApp
+from proxy.app.config import Collection, SwitchyardConfig
 from proxy.core.merge import make_merger
 
 log = logging.getLogger(__name__)
 
+_LIVE_SECTIONS = {"query", "migration", "collections"}
+
 
 def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig) -> None:
     """Applies what may change while serving; other changes wait for a restart (and say so)."""
-    live = {"query", "migration"}
-    for section in sorted(set(SwitchyardConfig.model_fields) - live):
+    for section in sorted(set(SwitchyardConfig.model_fields) - _LIVE_SECTIONS):
         if getattr(previous, section) != getattr(updated, section):
             log.warning("config: `%s` changed; it takes effect after a restart", section)
+    before = {c.name: c for c in previous.collection_list()}
+    after = {c.name: c for c in updated.collection_list()}
+    if before.keys() != after.keys():
+        log.warning("config: the set of collections changed; it takes effect after a restart")
+    for name, running in app.collections.items():
+        if name in before and name in after:
+            _apply_collection(running, before[name], after[name])
+
+
+def _apply_collection(running: CollectionApp, previous: Collection, updated: Collection) -> None:
+    where = f"collection {running.name}"
     if updated.query.merge != previous.query.merge:
-        app.service.set_merger(make_merger(updated.query.merge, serving=True))
-    app.service.set_shadow_sample_rate(updated.query.shadow_sample_rate)
-    controller = app.controller
+        running.service.set_merger(make_merger(updated.query.merge, serving=True))
+    running.service.set_shadow_sample_rate(updated.query.shadow_sample_rate)
+    controller = running.controller
     if controller is None or updated.migration is None or previous.migration is None:
+        if (updated.migration is None) != (previous.migration is None):
+            log.warning("config: %s: adding or removing a migration takes effect after a restart", where)
         return
     if updated.query.traffic_percent != previous.query.traffic_percent:
         controller.set_traffic_percent(updated.query.traffic_percent)
-        log.info("config: traffic split set to %g%%", updated.query.traffic_percent)
-    if updated.migration.backfill.rate_limit != previous.migration.backfill.rate_limit:
-        controller.set_rate(updated.migration.backfill.rate_limit)
-        log.info("config: backfill rate limit set to %g docs/s", updated.migration.backfill.rate_limit)
-    if updated.migration.backfill.batch_time_ms != previous.migration.backfill.batch_time_ms:
-        controller.set_batch_time(updated.migration.backfill.batch_time_ms)
-        log.info("config: backfill batch time set to %g ms", updated.migration.backfill.batch_time_ms)
-    if updated.migration.backfill.embed_nice != previous.migration.backfill.embed_nice:
-        log.warning("config: `migration.backfill.embed_nice` changed; it takes effect after a restart")
-    budget = updated.migration.backfill.latency_budget_ms
-    if budget != previous.migration.backfill.latency_budget_ms:
-        controller.set_latency_budget(budget)
-        log.info("config: backfill latency budget set to %s", f"{budget:g} ms" if budget else "none")
+        log.info("config: %s: traffic split set to %g%%", where, updated.query.traffic_percent)
+    new, old = updated.migration.backfill, previous.migration.backfill
+    if new.rate_limit != old.rate_limit:
+        controller.set_rate(new.rate_limit)
+        log.info("config: %s: backfill rate limit set to %g docs/s", where, new.rate_limit)
+    if new.batch_time_ms != old.batch_time_ms:
+        controller.set_batch_time(new.batch_time_ms)
+        log.info("config: %s: backfill batch time set to %g ms", where, new.batch_time_ms)
+    if new.embed_nice != old.embed_nice:
+        log.warning(
+            "config: %s: `migration.backfill.embed_nice` changed; it takes effect after a restart", where
+        )
+    if new.latency_budget_ms != old.latency_budget_ms:
+        controller.set_latency_budget(new.latency_budget_ms)
+        budget = f"{new.latency_budget_ms:g} ms" if new.latency_budget_ms else "none"
+        log.info("config: %s: backfill latency budget set to %s", where, budget)

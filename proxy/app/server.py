@@ -21,7 +21,7 @@ from proxy.app.config_watch import ConfigWatcher
 from proxy.app.reload import apply_reload
 from proxy.core.errors import ConfigError
 from proxy.migration.throttle import LatencyWindow
-from proxy.transport.admin_service import AdminServicer
+from proxy.transport.admin_service import AdminServicer, CollectionAdmin
 from proxy.transport.auth import ADMIN_PREFIX, DATA_PREFIX, BearerTokenInterceptor
 from proxy.transport.vector_service import VectorServicer
 
@@ -49,8 +49,8 @@ async def serve(config: SwitchyardConfig, config_path: Path | None = None) -> No
     except Exception:
         app.close()
         raise
-    if app.controller is not None:
-        app.controller.start_worker()
+    for controller in app.controllers():
+        controller.start_worker()
     if app.telemetry is not None:
         app.telemetry.start_http()
     lag_watch = asyncio.get_running_loop().create_task(_watch_loop_lag(app.latencies))
@@ -79,9 +79,11 @@ async def _start_servers(app: App) -> list[tuple[grpc.aio.Server, health.aio.Hea
     cfg = app.config.server
     interceptors = _interceptors(app.config)
     dims = {b.model: b.embedder.dim for b in app.bindings.values()}
-    admin = AdminServicer(app.controller, app.executor)
+    admin_parts = app.collections.map(lambda c: CollectionAdmin(c.config.serving_index, c.controller))
+    admin = AdminServicer(admin_parts, app.executor)
     main = grpc.aio.server(interceptors=interceptors)
-    servicer = VectorServicer(app.service, app.executor, dims, latency_sink=app.latencies.record)
+    services = app.collections.map(lambda c: c.service)
+    servicer = VectorServicer(services, app.executor, dims, latency_sink=app.latencies.record)
     vector_grpc.add_VectorServiceServicer_to_server(servicer, main)
     servers = [(main, cfg.listen, (SERVICE_NAMES[0],) if cfg.admin_listen else SERVICE_NAMES)]
     if cfg.admin_listen:

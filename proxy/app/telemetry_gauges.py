@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from proxy.adapters.telemetry_otel import GaugeValue
 from proxy.core.binding import IndexBinding
 from proxy.migration.controller import MigrationController
 from proxy.migration.shadow import ShadowRecorder
@@ -25,33 +27,51 @@ GAUGES = {
 }
 
 
-def gauges(
-    bindings: Mapping[str, IndexBinding], shadow: ShadowRecorder, controller: MigrationController | None
-) -> dict[str, float | dict[str, float]]:
-    storage = {name: float(b.index.storage_bytes()) for name, b in bindings.items()}
-    summary = shadow.summary()
-    values: dict[str, float | dict[str, float]] = {
-        "storage.bytes": storage,
-        "shadow.overlap": summary.overlap,
-        "shadow.samples": float(summary.samples),
-        "coverage": 1.0,
+@dataclass(frozen=True)
+class CollectionGauges:
+    """What one collection's gauges read."""
+
+    name: str
+    bindings: Mapping[str, IndexBinding]
+    shadow: ShadowRecorder
+    controller: MigrationController | None
+
+
+def gauges(collections: Sequence[CollectionGauges]) -> dict[str, list[GaugeValue]]:
+    """Every gauge as one series per collection (and per index for storage), labelled `collection`."""
+    values: dict[str, list[GaugeValue]] = {}
+    for collection in collections:
+        for name, series in _collection_gauges(collection).items():
+            values.setdefault(name, []).extend(series)
+    return values
+
+
+def _collection_gauges(c: CollectionGauges) -> dict[str, list[GaugeValue]]:
+    label = {"collection": c.name}
+    summary = c.shadow.summary()
+    values: dict[str, list[GaugeValue]] = {
+        "storage.bytes": [
+            (float(b.index.storage_bytes()), {**label, "index": name}) for name, b in c.bindings.items()
+        ],
+        "shadow.overlap": [(summary.overlap, label)],
+        "shadow.samples": [(float(summary.samples), label)],
+        "coverage": [(1.0, label)],
     }
-    if controller is None:
+    if c.controller is None:
         return values
-    status = controller.status()
+    status = c.controller.status()
     b = status.backfill
-    values.update(
-        {
-            "coverage": status.coverage,
-            "backfill.done": float(b.done),
-            "backfill.total": float(b.total),
-            "backfill.rate": b.rate,
-            "backfill.throttled": 1.0 if b.throttle_reason else 0.0,
-            "backfill.duty": b.throttle_duty,
-            "backfill.rate_limit": b.rate_limit,
-            "lazy_queue.depth": float(b.lazy_queue),
-            "repairs.pending": float(b.pending_repairs),
-            "traffic.split_percent": status.traffic_percent,
-        }
-    )
+    migration = {
+        "coverage": status.coverage,
+        "backfill.done": float(b.done),
+        "backfill.total": float(b.total),
+        "backfill.rate": b.rate,
+        "backfill.throttled": 1.0 if b.throttle_reason else 0.0,
+        "backfill.duty": b.throttle_duty,
+        "backfill.rate_limit": b.rate_limit,
+        "lazy_queue.depth": float(b.lazy_queue),
+        "repairs.pending": float(b.pending_repairs),
+        "traffic.split_percent": status.traffic_percent,
+    }
+    values.update({name: [(value, label)] for name, value in migration.items()})
     return values

@@ -14,6 +14,7 @@ from proxy.adapters.pgvector import PgVectorIndex
 from proxy.adapters.state.local_store import LocalStateStore
 from proxy.adapters.state.redis_store import RedisStateStore
 from proxy.app.config import (
+    DEFAULT_COLLECTION,
     E5SmallModelConfig,
     GatesConfig,
     HashingModelConfig,
@@ -93,11 +94,19 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
     )
 
 
-def build_state(config: StateConfig, data_dir: Path) -> StateStore:
+def build_state(config: StateConfig, data_dir: Path, collection: str = DEFAULT_COLLECTION) -> StateStore:
+    """The state store of one collection: its own namespace, so its phase, slices, leases, queues and
+    history never mix with another collection's."""
+    namespace = state_namespace(config.namespace, collection)
     if config.backend == "redis":
-        return RedisStateStore(config.redis_url, config.namespace)
+        return RedisStateStore(config.redis_url, namespace)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return LocalStateStore(data_dir / "state.sqlite3", config.namespace)
+    return LocalStateStore(data_dir / "state.sqlite3", namespace)
+
+
+def state_namespace(namespace: str, collection: str) -> str:
+    """`default` keeps the un-suffixed namespace: a one-collection sidecar's state stays where it was."""
+    return namespace if collection == DEFAULT_COLLECTION else f"{namespace}/{collection}"
 
 
 def build_bindings(
@@ -114,20 +123,22 @@ def build_bindings(
 
 
 def build_backfill_embedder(
-    config: SwitchyardConfig, wrap: Callable[[Embedder], Embedder] = lambda e: e
+    config: SwitchyardConfig,
+    migration: MigrationConfig | None,
+    wrap: Callable[[Embedder], Embedder] = lambda e: e,
 ) -> BackfillEmbedder | None:
     """The backfill's own instance of the new index's model when that is a local model (see BackfillEmbedder).
 
     Hashing computes in Python, holding the GIL, and an HTTP embedder waits on a server: both share the
     query path's instance and run at normal priority.
     """
-    if config.migration is None:
+    if migration is None:
         return None
-    name = config.indexes[config.migration.new_index].model
+    name = config.indexes[migration.new_index].model
     model = config.models[name]
     if not isinstance(model, E5SmallModelConfig | MiniLMModelConfig):
         return None
-    return BackfillEmbedder(wrap(build_embedder(name, model)), config.migration.backfill.embed_nice)
+    return BackfillEmbedder(wrap(build_embedder(name, model)), migration.backfill.embed_nice)
 
 
 def migration_settings(config: MigrationConfig) -> MigrationSettings:

@@ -40,9 +40,17 @@ class _BearerToken(grpc.UnaryUnaryClientInterceptor):
 
 class SwitchyardClient:
     def __init__(
-        self, target: str, timeout_s: float = 30.0, *, token: str | None = None, tls_ca: bytes | None = None
+        self,
+        target: str,
+        timeout_s: float = 30.0,
+        *,
+        token: str | None = None,
+        tls_ca: bytes | None = None,
+        collection: str = "",
     ) -> None:
-        """`token`: bearer token for services that require one; `tls_ca`: PEM of the CA that signed the server."""
+        """`token`: bearer token for services that require one; `tls_ca`: PEM of the CA that signed the server;
+        `collection`: the collection calls act on unless they name another (empty: the sidecar's default)."""
+        self.collection = collection
         channel = (
             grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=tls_ca))
             if tls_ca is not None
@@ -64,20 +72,24 @@ class SwitchyardClient:
             ready.cancel()
             raise
 
-    def upsert(self, docs: Sequence[Doc]) -> dict[str, int]:
-        response: pb.UpsertResponse = self.vectors.Upsert(
-            pb.UpsertRequest(documents=[d.to_pb() for d in docs]), timeout=self.timeout_s
+    def _collection(self, collection: str | None) -> str:
+        return self.collection if collection is None else collection
+
+    def upsert(self, docs: Sequence[Doc], *, collection: str | None = None) -> dict[str, int]:
+        request = pb.UpsertRequest(
+            documents=[d.to_pb() for d in docs], collection=self._collection(collection)
         )
+        response: pb.UpsertResponse = self.vectors.Upsert(request, timeout=self.timeout_s)
         return {v.id: v.version for v in response.versions}
 
-    def delete(self, ids: Sequence[str]) -> pb.DeleteResponse:
-        response: pb.DeleteResponse = self.vectors.Delete(
-            pb.DeleteRequest(ids=list(ids)), timeout=self.timeout_s
-        )
+    def delete(self, ids: Sequence[str], *, collection: str | None = None) -> pb.DeleteResponse:
+        request = pb.DeleteRequest(ids=list(ids), collection=self._collection(collection))
+        response: pb.DeleteResponse = self.vectors.Delete(request, timeout=self.timeout_s)
         return response
 
-    def get(self, ids: Sequence[str]) -> pb.GetResponse:
-        response: pb.GetResponse = self.vectors.Get(pb.GetRequest(ids=list(ids)), timeout=self.timeout_s)
+    def get(self, ids: Sequence[str], *, collection: str | None = None) -> pb.GetResponse:
+        request = pb.GetRequest(ids=list(ids), collection=self._collection(collection))
+        response: pb.GetResponse = self.vectors.Get(request, timeout=self.timeout_s)
         return response
 
     def query(
@@ -91,8 +103,10 @@ class SwitchyardClient:
         routing_key: str = "",
         mode: pb.RoutingMode = pb.ROUTING_MODE_UNSPECIFIED,
         include_text: bool = False,
+        collection: str | None = None,
     ) -> pb.QueryResponse:
         request = pb.QueryRequest(
+            collection=self._collection(collection),
             text=text,
             k=k,
             filter=dict(where or {}),
@@ -105,12 +119,19 @@ class SwitchyardClient:
         response: pb.QueryResponse = self.vectors.Query(request, timeout=self.timeout_s)
         return response
 
-    def status(self) -> admin_pb.GetMigrationStatusResponse:
-        request = admin_pb.GetMigrationStatusRequest()
+    def status(self, *, collection: str | None = None) -> admin_pb.GetMigrationStatusResponse:
+        request = admin_pb.GetMigrationStatusRequest(collection=self._collection(collection))
         response: admin_pb.GetMigrationStatusResponse = self.admin.GetMigrationStatus(
             request, timeout=self.timeout_s
         )
         return response
+
+    def collections(self) -> list[admin_pb.CollectionSummary]:
+        """Every collection the sidecar serves, with its serving index, phase and coverage."""
+        response: admin_pb.ListCollectionsResponse = self.admin.ListCollections(
+            admin_pb.ListCollectionsRequest(), timeout=self.timeout_s
+        )
+        return list(response.collections)
 
     def close(self) -> None:
         self.channel.close()

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as pb_grpc
+from proxy.core.collections import Collections
 from proxy.core.errors import FailedPrecondition
 from proxy.migration.controller import MigrationController
+from proxy.migration.phases import Phase
 from proxy.migration.promoter import Promoter
 from proxy.migration.status import MigrationStatus
 from proxy.migration.validation import Gate, GoldenQuery, report_table
@@ -21,70 +24,114 @@ from proxy.transport.errors import grpc_errors
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class CollectionAdmin:
+    """What the Admin service acts on in one collection."""
+
+    serving_index: str
+    controller: MigrationController | None
+
+
 class AdminServicer(pb_grpc.AdminServiceServicer):
-    def __init__(self, controller: MigrationController | None, executor: Executor) -> None:
-        self._controller = controller
-        self._promoter = controller.promoter if controller else None
+    def __init__(self, collections: Collections[CollectionAdmin], executor: Executor) -> None:
+        self._collections = collections
         self._executor = executor
 
-    async def _promote(self, fn: Callable[[Promoter], T]) -> T:
-        promoter = self._promoter
-        if promoter is None:
-            raise FailedPrecondition("no migration is configured; add a `migration:` section to the config")
+    def _controller(self, collection: str) -> MigrationController:
+        controller = self._collections.get(collection).controller
+        if controller is None:
+            name = self._collections.name_of(collection)
+            raise FailedPrecondition(
+                f"no migration is configured for collection {name!r}; add a `migration:` section to it in the config"
+            )
+        return controller
+
+    async def _promote(self, collection: str, fn: Callable[[Promoter], T]) -> T:
+        promoter = self._controller(collection).promoter
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, promoter)
 
-    async def _call(self, fn: Callable[[MigrationController], T]) -> T:
-        controller = self._controller
-        if controller is None:
-            raise FailedPrecondition("no migration is configured; add a `migration:` section to the config")
+    async def _call(self, collection: str, fn: Callable[[MigrationController], T]) -> T:
+        controller = self._controller(collection)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, controller)
+
+    @grpc_errors
+    async def ListCollections(
+        self, request: pb.ListCollectionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCollectionsResponse:
+        def summaries() -> list[pb.CollectionSummary]:
+            return [self._summary(name, member) for name, member in self._collections.items()]
+
+        found = await asyncio.get_running_loop().run_in_executor(self._executor, summaries)
+        return pb.ListCollectionsResponse(collections=found)
+
+    def _summary(self, name: str, member: CollectionAdmin) -> pb.CollectionSummary:
+        summary = pb.CollectionSummary(
+            name=name,
+            is_default=name == self._collections.default,
+            serving_index=member.serving_index,
+            phase="none",
+            coverage=1.0,
+        )
+        if member.controller is not None:
+            status = member.controller.status()
+            cut_over = status.state.phase in (Phase.CUT_OVER, Phase.OLD_RETIRED)
+            summary.serving_index = status.new_index if cut_over else status.old_index
+            summary.old_index, summary.new_index = status.old_index, status.new_index
+            summary.phase = status.state.phase.value
+            summary.coverage = status.coverage
+            summary.traffic_percent = status.traffic_percent
+            summary.backfill_done, summary.backfill_total = status.backfill.done, status.backfill.total
+        return summary
 
     @grpc_errors
     async def GetMigrationStatus(
         self, request: pb.GetMigrationStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMigrationStatusResponse:
-        return await self._call(lambda c: status_to_pb(c.status(), c.promoter))
+        name = self._collections.name_of(request.collection)
+        return await self._call(request.collection, lambda c: status_to_pb(c.status(), c.promoter, name))
 
     @grpc_errors
     async def StartMigration(
         self, request: pb.StartMigrationRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartMigrationResponse:
-        state = await self._call(lambda c: c.start())
+        state = await self._call(request.collection, lambda c: c.start())
         return pb.StartMigrationResponse(phase=state.phase.value)
 
     @grpc_errors
     async def PauseMigration(
         self, request: pb.PauseMigrationRequest, context: grpc.aio.ServicerContext
     ) -> pb.PauseMigrationResponse:
-        state = await self._call(lambda c: c.pause())
+        state = await self._call(request.collection, lambda c: c.pause())
         return pb.PauseMigrationResponse(phase=state.phase.value)
 
     @grpc_errors
     async def ResumeMigration(
         self, request: pb.ResumeMigrationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResumeMigrationResponse:
-        state = await self._call(lambda c: c.resume())
+        state = await self._call(request.collection, lambda c: c.resume())
         return pb.ResumeMigrationResponse(phase=state.phase.value)
 
     @grpc_errors
     async def SetBackfillRate(
         self, request: pb.SetBackfillRateRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetBackfillRateResponse:
-        rate = await self._call(lambda c: c.set_rate(request.docs_per_second))
+        rate = await self._call(request.collection, lambda c: c.set_rate(request.docs_per_second))
         return pb.SetBackfillRateResponse(docs_per_second=rate)
 
     @grpc_errors
     async def SetTrafficSplit(
         self, request: pb.SetTrafficSplitRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetTrafficSplitResponse:
-        percent = await self._call(lambda c: c.set_traffic_percent(request.percent))
+        percent = await self._call(request.collection, lambda c: c.set_traffic_percent(request.percent))
         return pb.SetTrafficSplitResponse(percent=percent)
 
     @grpc_errors
     async def TransitionMigration(
         self, request: pb.TransitionMigrationRequest, context: grpc.aio.ServicerContext
     ) -> pb.TransitionMigrationResponse:
-        state = await self._call(lambda c: c.transition(request.to_phase, request.force, request.reason))
+        state = await self._call(
+            request.collection, lambda c: c.transition(request.to_phase, request.force, request.reason)
+        )
         return pb.TransitionMigrationResponse(phase=state.phase.value)
 
     @grpc_errors
@@ -92,7 +139,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.ValidateMigrationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ValidateMigrationResponse:
         golden = [GoldenQuery(q.query, dict(q.relevant)) for q in request.golden]
-        report = await self._promote(lambda p: p.validate(golden or None))
+        report = await self._promote(request.collection, lambda p: p.validate(golden or None))
         return pb.ValidateMigrationResponse(
             passed=report.passed,
             gates=[_gate(g) for g in report.gates],
@@ -104,8 +151,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def PromoteMigration(
         self, request: pb.PromoteMigrationRequest, context: grpc.aio.ServicerContext
     ) -> pb.PromoteMigrationResponse:
-        percent = await self._promote(lambda p: p.promote(request.reason or "promoted by operator"))
-        phase = await self._call(lambda c: c.record.load().phase.value)
+        percent = await self._promote(
+            request.collection, lambda p: p.promote(request.reason or "promoted by operator")
+        )
+        phase = await self._call(request.collection, lambda c: c.record.load().phase.value)
         return pb.PromoteMigrationResponse(percent=percent, phase=phase)
 
     @grpc_errors
@@ -113,7 +162,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.RollbackMigrationRequest, context: grpc.aio.ServicerContext
     ) -> pb.RollbackMigrationResponse:
         reason = request.reason or "rolled back by operator"
-        state = await self._promote(lambda p: p.rollback(reason, force=request.force))
+        state = await self._promote(request.collection, lambda p: p.rollback(reason, force=request.force))
         return pb.RollbackMigrationResponse(phase=state.phase.value)
 
 
@@ -128,11 +177,14 @@ def _gate(gate: Gate) -> pb.Gate:
     )
 
 
-def status_to_pb(status: MigrationStatus, promoter: Promoter) -> pb.GetMigrationStatusResponse:
+def status_to_pb(
+    status: MigrationStatus, promoter: Promoter, collection: str
+) -> pb.GetMigrationStatusResponse:
     b = status.backfill
     s = status.storage
     promotion = promoter.promotion
     return pb.GetMigrationStatusResponse(
+        collection=collection,
         migration_id=f"{status.old_index}->{status.new_index}",
         old_index=status.old_index,
         new_index=status.new_index,

@@ -12,6 +12,7 @@ import grpc
 
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
 from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as pb_grpc
+from proxy.core.collections import Collections
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput, QueryOutcome, VectorService
 from proxy.core.validation import check_vector
@@ -31,12 +32,12 @@ PB_TO_MODE = {v: k for k, v in MODE_TO_PB.items()}
 class VectorServicer(pb_grpc.VectorServiceServicer):
     def __init__(
         self,
-        service: VectorService,
+        services: Collections[VectorService],
         executor: Executor,
         model_dims: Mapping[str, int],
         latency_sink: Callable[[float], None] | None = None,
     ) -> None:
-        self._service = service
+        self._services = services
         self._executor = executor
         self._dims = dict(model_dims)
         self._latency_sink = latency_sink
@@ -48,22 +49,25 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
 
     @grpc_errors
     async def Upsert(self, request: pb.UpsertRequest, context: grpc.aio.ServicerContext) -> pb.UpsertResponse:
+        service = self._services.get(request.collection)
         documents = [self._document(d, i) for i, d in enumerate(request.documents)]
-        versions = await self._off_loop(lambda: self._service.upsert(documents))
+        versions = await self._off_loop(lambda: service.upsert(documents))
         return pb.UpsertResponse(versions=[pb.DocumentVersion(id=i, version=v) for i, v in versions.items()])
 
     @grpc_errors
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
+        service = self._services.get(request.collection)
         ids = list(request.ids)
-        deleted, missing = await self._off_loop(lambda: self._service.delete(ids))
+        deleted, missing = await self._off_loop(lambda: service.delete(ids))
         return pb.DeleteResponse(
             deleted=[pb.DocumentVersion(id=i, version=v) for i, v in deleted.items()], missing_ids=missing
         )
 
     @grpc_errors
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
+        service = self._services.get(request.collection)
         ids = list(request.ids)
-        reads, missing = await self._off_loop(lambda: self._service.get(ids))
+        reads, missing = await self._off_loop(lambda: service.get(ids))
         documents = [
             pb.StoredDocument(
                 id=r.document.id,
@@ -79,7 +83,9 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
     @grpc_errors
     async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext) -> pb.QueryResponse:
         started = time.perf_counter()
-        response = await self._off_loop(lambda: _query_response(self._service.query(self._query(request))))
+        service = self._services.get(request.collection)
+        query = self._query(request)
+        response = await self._off_loop(lambda: _query_response(service.query(query)))
         if self._latency_sink is not None:
             # Measured here rather than in the core: a backfill slows queries mostly by making them wait
             # for a thread and the GIL, which time inside the service would not show.

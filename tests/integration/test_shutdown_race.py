@@ -39,7 +39,9 @@ def _config(data_dir: Path, backend: str) -> dict[str, Any]:
 async def _calls_after_close(app: App) -> dict[str, tuple[grpc.StatusCode, str]]:
     server = grpc.aio.server()
     dims = {b.model: b.embedder.dim for b in app.bindings.values()}
-    pb_grpc.add_VectorServiceServicer_to_server(VectorServicer(app.service, app.executor, dims), server)
+    pb_grpc.add_VectorServiceServicer_to_server(
+        VectorServicer(app.collections.map(lambda c: c.service), app.executor, dims), server
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
+from proxy.core.collections import Collections
 from proxy.core.model import RoutingMode
 from proxy.core.service import QueryOutcome
 from proxy.transport.vector_service import VectorServicer
@@ -27,7 +28,8 @@ class _SlowService:
 def test_query_latency_sink_includes_the_wait_for_a_worker_thread() -> None:
     seen: list[float] = []
     with ThreadPoolExecutor(max_workers=1) as executor:
-        servicer = VectorServicer(_SlowService(), executor, {}, latency_sink=seen.append)  # type: ignore[arg-type]
+        services = Collections({"default": _SlowService()}, "default")
+        servicer = VectorServicer(services, executor, {}, latency_sink=seen.append)  # type: ignore[arg-type]
 
         async def one_query_behind_busy_worker() -> pb.QueryResponse:
             executor.submit(time.sleep, BUSY_S)  # the only worker is taken, as by a backfill batch

@@ -7,8 +7,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetMigrationStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class PhaseChange(_message.Message):
     __slots__ = ("from_phase", "to_phase", "at_unix", "reason")
@@ -83,7 +85,7 @@ class PromotionStatus(_message.Message):
     def __init__(self, auto: _Optional[bool] = ..., steps: _Optional[_Iterable[float]] = ..., step_started_at_unix: _Optional[float] = ..., events: _Optional[_Iterable[str]] = ..., last_report_passed: _Optional[bool] = ...) -> None: ...
 
 class GetMigrationStatusResponse(_message.Message):
-    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history", "storage", "promotion")
+    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history", "storage", "promotion", "collection")
     MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
     OLD_INDEX_FIELD_NUMBER: _ClassVar[int]
     NEW_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +96,7 @@ class GetMigrationStatusResponse(_message.Message):
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FIELD_NUMBER: _ClassVar[int]
     PROMOTION_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     migration_id: str
     old_index: str
     new_index: str
@@ -104,11 +107,14 @@ class GetMigrationStatusResponse(_message.Message):
     history: _containers.RepeatedCompositeFieldContainer[PhaseChange]
     storage: StorageStatus
     promotion: PromotionStatus
-    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ..., storage: _Optional[_Union[StorageStatus, _Mapping]] = ..., promotion: _Optional[_Union[PromotionStatus, _Mapping]] = ...) -> None: ...
+    collection: str
+    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ..., storage: _Optional[_Union[StorageStatus, _Mapping]] = ..., promotion: _Optional[_Union[PromotionStatus, _Mapping]] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class StartMigrationRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class StartMigrationResponse(_message.Message):
     __slots__ = ("phase",)
@@ -117,8 +123,10 @@ class StartMigrationResponse(_message.Message):
     def __init__(self, phase: _Optional[str] = ...) -> None: ...
 
 class PauseMigrationRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class PauseMigrationResponse(_message.Message):
     __slots__ = ("phase",)
@@ -127,8 +135,10 @@ class PauseMigrationResponse(_message.Message):
     def __init__(self, phase: _Optional[str] = ...) -> None: ...
 
 class ResumeMigrationRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class ResumeMigrationResponse(_message.Message):
     __slots__ = ("phase",)
@@ -137,10 +147,12 @@ class ResumeMigrationResponse(_message.Message):
     def __init__(self, phase: _Optional[str] = ...) -> None: ...
 
 class SetBackfillRateRequest(_message.Message):
-    __slots__ = ("docs_per_second",)
+    __slots__ = ("docs_per_second", "collection")
     DOCS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     docs_per_second: float
-    def __init__(self, docs_per_second: _Optional[float] = ...) -> None: ...
+    collection: str
+    def __init__(self, docs_per_second: _Optional[float] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class SetBackfillRateResponse(_message.Message):
     __slots__ = ("docs_per_second",)
@@ -149,10 +161,12 @@ class SetBackfillRateResponse(_message.Message):
     def __init__(self, docs_per_second: _Optional[float] = ...) -> None: ...
 
 class SetTrafficSplitRequest(_message.Message):
-    __slots__ = ("percent",)
+    __slots__ = ("percent", "collection")
     PERCENT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     percent: float
-    def __init__(self, percent: _Optional[float] = ...) -> None: ...
+    collection: str
+    def __init__(self, percent: _Optional[float] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class SetTrafficSplitResponse(_message.Message):
     __slots__ = ("percent",)
@@ -161,14 +175,16 @@ class SetTrafficSplitResponse(_message.Message):
     def __init__(self, percent: _Optional[float] = ...) -> None: ...
 
 class TransitionMigrationRequest(_message.Message):
-    __slots__ = ("to_phase", "force", "reason")
+    __slots__ = ("to_phase", "force", "reason", "collection")
     TO_PHASE_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     to_phase: str
     force: bool
     reason: str
-    def __init__(self, to_phase: _Optional[str] = ..., force: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    collection: str
+    def __init__(self, to_phase: _Optional[str] = ..., force: _Optional[bool] = ..., reason: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class TransitionMigrationResponse(_message.Message):
     __slots__ = ("phase",)
@@ -192,10 +208,12 @@ class GoldenQuery(_message.Message):
     def __init__(self, query: _Optional[str] = ..., relevant: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ValidateMigrationRequest(_message.Message):
-    __slots__ = ("golden",)
+    __slots__ = ("golden", "collection")
     GOLDEN_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     golden: _containers.RepeatedCompositeFieldContainer[GoldenQuery]
-    def __init__(self, golden: _Optional[_Iterable[_Union[GoldenQuery, _Mapping]]] = ...) -> None: ...
+    collection: str
+    def __init__(self, golden: _Optional[_Iterable[_Union[GoldenQuery, _Mapping]]] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class Gate(_message.Message):
     __slots__ = ("name", "value", "has_value", "threshold", "passed", "detail")
@@ -226,10 +244,12 @@ class ValidateMigrationResponse(_message.Message):
     def __init__(self, passed: _Optional[bool] = ..., gates: _Optional[_Iterable[_Union[Gate, _Mapping]]] = ..., report_json: _Optional[str] = ..., report_text: _Optional[str] = ...) -> None: ...
 
 class PromoteMigrationRequest(_message.Message):
-    __slots__ = ("reason",)
+    __slots__ = ("reason", "collection")
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     reason: str
-    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+    collection: str
+    def __init__(self, reason: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class PromoteMigrationResponse(_message.Message):
     __slots__ = ("percent", "phase")
@@ -240,15 +260,51 @@ class PromoteMigrationResponse(_message.Message):
     def __init__(self, percent: _Optional[float] = ..., phase: _Optional[str] = ...) -> None: ...
 
 class RollbackMigrationRequest(_message.Message):
-    __slots__ = ("reason", "force")
+    __slots__ = ("reason", "force", "collection")
     REASON_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     reason: str
     force: bool
-    def __init__(self, reason: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    collection: str
+    def __init__(self, reason: _Optional[str] = ..., force: _Optional[bool] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class RollbackMigrationResponse(_message.Message):
     __slots__ = ("phase",)
     PHASE_FIELD_NUMBER: _ClassVar[int]
     phase: str
     def __init__(self, phase: _Optional[str] = ...) -> None: ...
+
+class ListCollectionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CollectionSummary(_message.Message):
+    __slots__ = ("name", "is_default", "serving_index", "old_index", "new_index", "phase", "coverage", "traffic_percent", "backfill_done", "backfill_total")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    SERVING_INDEX_FIELD_NUMBER: _ClassVar[int]
+    OLD_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NEW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_DONE_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    is_default: bool
+    serving_index: str
+    old_index: str
+    new_index: str
+    phase: str
+    coverage: float
+    traffic_percent: float
+    backfill_done: int
+    backfill_total: int
+    def __init__(self, name: _Optional[str] = ..., is_default: _Optional[bool] = ..., serving_index: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., backfill_done: _Optional[int] = ..., backfill_total: _Optional[int] = ...) -> None: ...
+
+class ListCollectionsResponse(_message.Message):
+    __slots__ = ("collections",)
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    collections: _containers.RepeatedCompositeFieldContainer[CollectionSummary]
+    def __init__(self, collections: _Optional[_Iterable[_Union[CollectionSummary, _Mapping]]] = ...) -> None: ...

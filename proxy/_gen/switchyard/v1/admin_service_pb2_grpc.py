@@ -85,6 +85,11 @@ class AdminServiceStub:
                 request_serializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationResponse.FromString,
                 _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/switchyard.v1.AdminService/ListCollections',
+                request_serializer=switchyard_dot_v1_dot_admin__service__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__service__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -159,6 +164,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCollections(self, request, context):
+        """Every collection this sidecar serves: its indexes, migration phase and coverage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +223,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RollbackMigration,
                     request_deserializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationResponse.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=switchyard_dot_v1_dot_admin__service__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__service__pb2.ListCollectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -484,6 +501,33 @@ class AdminService:
             '/switchyard.v1.AdminService/RollbackMigration',
             switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationRequest.SerializeToString,
             switchyard_dot_v1_dot_admin__service__pb2.RollbackMigrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.AdminService/ListCollections',
+            switchyard_dot_v1_dot_admin__service__pb2.ListCollectionsRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__service__pb2.ListCollectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

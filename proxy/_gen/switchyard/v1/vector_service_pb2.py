@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchyard/v1/vector_service.proto\x12\rswitchyard.v1\"*\n\tEmbedding\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\xbb\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.switchyard.v1.Document.MetadataEntry\x12+\n\tembedding\x18\x04 \x01(\x0b\x32\x18.switchyard.v1.Embedding\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\rUpsertRequest\x12*\n\tdocuments\x18\x01 \x03(\x0b\x32\x17.switchyard.v1.Document\".\n\x0f\x44ocumentVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"B\n\x0eUpsertResponse\x12\x30\n\x08versions\x18\x01 \x03(\x0b\x32\x1e.switchyard.v1.DocumentVersion\"\x1c\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"V\n\x0e\x44\x65leteResponse\x12/\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x1e.switchyard.v1.DocumentVersion\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"\x19\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xbc\x01\n\x0eStoredDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12=\n\x08metadata\x18\x03 \x03(\x0b\x32+.switchyard.v1.StoredDocument.MetadataEntry\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x0f\n\x07indexes\x18\x05 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x0bGetResponse\x12\x30\n\tdocuments\x18\x01 \x03(\x0b\x32\x1d.switchyard.v1.StoredDocument\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"\x91\x02\n\x0cQueryRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12+\n\tembedding\x18\x02 \x01(\x0b\x32\x18.switchyard.v1.Embedding\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x37\n\x06\x66ilter\x18\x04 \x03(\x0b\x32\'.switchyard.v1.QueryRequest.FilterEntry\x12\x13\n\x0brouting_key\x18\x05 \x01(\t\x12(\n\x04mode\x18\x06 \x01(\x0e\x32\x1a.switchyard.v1.RoutingMode\x12\x14\n\x0cinclude_text\x18\x07 \x01(\x08\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdf\x01\n\x08QueryHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.switchyard.v1.QueryHit.MetadataEntry\x12\r\n\x05index\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\traw_score\x18\x06 \x01(\x01\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xce\x01\n\rQueryResponse\x12%\n\x04hits\x18\x01 \x03(\x0b\x32\x17.switchyard.v1.QueryHit\x12-\n\tserved_by\x18\x02 \x01(\x0e\x32\x1a.switchyard.v1.RoutingMode\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x16\n\x0emerge_strategy\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x13\n\x0b\x66\x61iled_legs\x18\x06 \x03(\t\x12\x16\n\x0erouting_reason\x18\x07 \x01(\t*\x87\x01\n\x0bRoutingMode\x12\x1c\n\x18ROUTING_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10ROUTING_MODE_OLD\x10\x01\x12\x17\n\x13ROUTING_MODE_SHADOW\x10\x02\x12\x15\n\x11ROUTING_MODE_DUAL\x10\x03\x12\x14\n\x10ROUTING_MODE_NEW\x10\x04\x32\x9f\x02\n\rVectorService\x12\x45\n\x06Upsert\x12\x1c.switchyard.v1.UpsertRequest\x1a\x1d.switchyard.v1.UpsertResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.switchyard.v1.DeleteRequest\x1a\x1d.switchyard.v1.DeleteResponse\x12<\n\x03Get\x12\x19.switchyard.v1.GetRequest\x1a\x1a.switchyard.v1.GetResponse\x12\x42\n\x05Query\x12\x1b.switchyard.v1.QueryRequest\x1a\x1c.switchyard.v1.QueryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchyard/v1/vector_service.proto\x12\rswitchyard.v1\"*\n\tEmbedding\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\xbb\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.switchyard.v1.Document.MetadataEntry\x12+\n\tembedding\x18\x04 \x01(\x0b\x32\x18.switchyard.v1.Embedding\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\rUpsertRequest\x12*\n\tdocuments\x18\x01 \x03(\x0b\x32\x17.switchyard.v1.Document\x12\x12\n\ncollection\x18\x02 \x01(\t\".\n\x0f\x44ocumentVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"B\n\x0eUpsertResponse\x12\x30\n\x08versions\x18\x01 \x03(\x0b\x32\x1e.switchyard.v1.DocumentVersion\"0\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"V\n\x0e\x44\x65leteResponse\x12/\n\x07\x64\x65leted\x18\x01 \x03(\x0b\x32\x1e.switchyard.v1.DocumentVersion\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"-\n\nGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"\xbc\x01\n\x0eStoredDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12=\n\x08metadata\x18\x03 \x03(\x0b\x32+.switchyard.v1.StoredDocument.MetadataEntry\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x0f\n\x07indexes\x18\x05 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x0bGetResponse\x12\x30\n\tdocuments\x18\x01 \x03(\x0b\x32\x1d.switchyard.v1.StoredDocument\x12\x13\n\x0bmissing_ids\x18\x02 \x03(\t\"\xa5\x02\n\x0cQueryRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12+\n\tembedding\x18\x02 \x01(\x0b\x32\x18.switchyard.v1.Embedding\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x37\n\x06\x66ilter\x18\x04 \x03(\x0b\x32\'.switchyard.v1.QueryRequest.FilterEntry\x12\x13\n\x0brouting_key\x18\x05 \x01(\t\x12(\n\x04mode\x18\x06 \x01(\x0e\x32\x1a.switchyard.v1.RoutingMode\x12\x14\n\x0cinclude_text\x18\x07 \x01(\x08\x12\x12\n\ncollection\x18\x08 \x01(\t\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdf\x01\n\x08QueryHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x37\n\x08metadata\x18\x03 \x03(\x0b\x32%.switchyard.v1.QueryHit.MetadataEntry\x12\r\n\x05index\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x11\n\traw_score\x18\x06 \x01(\x01\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xce\x01\n\rQueryResponse\x12%\n\x04hits\x18\x01 \x03(\x0b\x32\x17.switchyard.v1.QueryHit\x12-\n\tserved_by\x18\x02 \x01(\x0e\x32\x1a.switchyard.v1.RoutingMode\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x16\n\x0emerge_strategy\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x13\n\x0b\x66\x61iled_legs\x18\x06 \x03(\t\x12\x16\n\x0erouting_reason\x18\x07 \x01(\t*\x87\x01\n\x0bRoutingMode\x12\x1c\n\x18ROUTING_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10ROUTING_MODE_OLD\x10\x01\x12\x17\n\x13ROUTING_MODE_SHADOW\x10\x02\x12\x15\n\x11ROUTING_MODE_DUAL\x10\x03\x12\x14\n\x10ROUTING_MODE_NEW\x10\x04\x32\x9f\x02\n\rVectorService\x12\x45\n\x06Upsert\x12\x1c.switchyard.v1.UpsertRequest\x1a\x1d.switchyard.v1.UpsertResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.switchyard.v1.DeleteRequest\x1a\x1d.switchyard.v1.DeleteResponse\x12<\n\x03Get\x12\x19.switchyard.v1.GetRequest\x1a\x1a.switchyard.v1.GetResponse\x12\x42\n\x05Query\x12\x1b.switchyard.v1.QueryRequest\x1a\x1c.switchyard.v1.QueryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYREQUEST_FILTERENTRY']._serialized_options = b'8\001'
   _globals['_QUERYHIT_METADATAENTRY']._loaded_options = None
   _globals['_QUERYHIT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_ROUTINGMODE']._serialized_start=1598
-  _globals['_ROUTINGMODE']._serialized_end=1733
+  _globals['_ROUTINGMODE']._serialized_start=1678
+  _globals['_ROUTINGMODE']._serialized_end=1813
   _globals['_EMBEDDING']._serialized_start=53
   _globals['_EMBEDDING']._serialized_end=95
   _globals['_DOCUMENT']._serialized_start=98
@@ -48,33 +48,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOCUMENT_METADATAENTRY']._serialized_start=238
   _globals['_DOCUMENT_METADATAENTRY']._serialized_end=285
   _globals['_UPSERTREQUEST']._serialized_start=287
-  _globals['_UPSERTREQUEST']._serialized_end=346
-  _globals['_DOCUMENTVERSION']._serialized_start=348
-  _globals['_DOCUMENTVERSION']._serialized_end=394
-  _globals['_UPSERTRESPONSE']._serialized_start=396
-  _globals['_UPSERTRESPONSE']._serialized_end=462
-  _globals['_DELETEREQUEST']._serialized_start=464
-  _globals['_DELETEREQUEST']._serialized_end=492
-  _globals['_DELETERESPONSE']._serialized_start=494
-  _globals['_DELETERESPONSE']._serialized_end=580
-  _globals['_GETREQUEST']._serialized_start=582
-  _globals['_GETREQUEST']._serialized_end=607
-  _globals['_STOREDDOCUMENT']._serialized_start=610
-  _globals['_STOREDDOCUMENT']._serialized_end=798
+  _globals['_UPSERTREQUEST']._serialized_end=366
+  _globals['_DOCUMENTVERSION']._serialized_start=368
+  _globals['_DOCUMENTVERSION']._serialized_end=414
+  _globals['_UPSERTRESPONSE']._serialized_start=416
+  _globals['_UPSERTRESPONSE']._serialized_end=482
+  _globals['_DELETEREQUEST']._serialized_start=484
+  _globals['_DELETEREQUEST']._serialized_end=532
+  _globals['_DELETERESPONSE']._serialized_start=534
+  _globals['_DELETERESPONSE']._serialized_end=620
+  _globals['_GETREQUEST']._serialized_start=622
+  _globals['_GETREQUEST']._serialized_end=667
+  _globals['_STOREDDOCUMENT']._serialized_start=670
+  _globals['_STOREDDOCUMENT']._serialized_end=858
   _globals['_STOREDDOCUMENT_METADATAENTRY']._serialized_start=238
   _globals['_STOREDDOCUMENT_METADATAENTRY']._serialized_end=285
-  _globals['_GETRESPONSE']._serialized_start=800
-  _globals['_GETRESPONSE']._serialized_end=884
-  _globals['_QUERYREQUEST']._serialized_start=887
-  _globals['_QUERYREQUEST']._serialized_end=1160
-  _globals['_QUERYREQUEST_FILTERENTRY']._serialized_start=1115
-  _globals['_QUERYREQUEST_FILTERENTRY']._serialized_end=1160
-  _globals['_QUERYHIT']._serialized_start=1163
-  _globals['_QUERYHIT']._serialized_end=1386
+  _globals['_GETRESPONSE']._serialized_start=860
+  _globals['_GETRESPONSE']._serialized_end=944
+  _globals['_QUERYREQUEST']._serialized_start=947
+  _globals['_QUERYREQUEST']._serialized_end=1240
+  _globals['_QUERYREQUEST_FILTERENTRY']._serialized_start=1195
+  _globals['_QUERYREQUEST_FILTERENTRY']._serialized_end=1240
+  _globals['_QUERYHIT']._serialized_start=1243
+  _globals['_QUERYHIT']._serialized_end=1466
   _globals['_QUERYHIT_METADATAENTRY']._serialized_start=238
   _globals['_QUERYHIT_METADATAENTRY']._serialized_end=285
-  _globals['_QUERYRESPONSE']._serialized_start=1389
-  _globals['_QUERYRESPONSE']._serialized_end=1595
-  _globals['_VECTORSERVICE']._serialized_start=1736
-  _globals['_VECTORSERVICE']._serialized_end=2023
+  _globals['_QUERYRESPONSE']._serialized_start=1469
+  _globals['_QUERYRESPONSE']._serialized_end=1675
+  _globals['_VECTORSERVICE']._serialized_start=1816
+  _globals['_VECTORSERVICE']._serialized_end=2103
 # @@protoc_insertion_point(module_scope)
