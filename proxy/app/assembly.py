@@ -184,6 +184,7 @@ def _collection(collection: Collection, parts: _Shared) -> CollectionApp:
         observer=_observe_all(observers),
         tracer=parts.tracer or NOOP_TRACER,
         cores=available_cores(),
+        collection=collection.name,
     )
     return CollectionApp(collection.name, collection, bindings, state, topology, service, shadow, controller)
 

@@ -96,7 +96,10 @@ class VectorService:
         observer: QueryObserver | None = None,
         tracer: Tracer = NOOP_TRACER,
         cores: int = 1,
+        collection: str = "default",
     ) -> None:
+        self._collection = collection
+        """Named on every span, so a trace says which collection a query ran against."""
         self._topology = topology
         self._versions = versions
         self._merger = merger
@@ -213,7 +216,9 @@ class VectorService:
             # may use it (measured: dual / slower leg p50 at 1 client 1.25-1.29 inline vs 1.17-1.24).
             spare_cores = self._in_flight < self._cores
         try:
-            with self._tracer.span("switchyard.query", {"k": request.k}) as span:
+            with self._tracer.span(
+                "switchyard.query", {"k": request.k, "collection": self._collection}
+            ) as span:
                 started = time.perf_counter()
                 outcome = self._query(request, spare_cores)
                 seconds = time.perf_counter() - started

@@ -66,13 +66,13 @@ def test_metrics_endpoint_follows_queries_and_the_backfill(
             client.query(d.text, k=3, mode=pb.ROUTING_MODE_DUAL)
         time.sleep(1.5)  # gauges are read at most once a second
         during = _scrape(url)
-    assert _value(during, "switchyard_queries_total", path="dual") == 20
+    assert _value(during, "switchyard_queries_total", path="dual", collection="default") == 20
     assert _value(during, "switchyard_query_duration_seconds_count", path="dual") == 20
     assert _value(during, "switchyard_backfill_done") > 0
     assert _value(during, "switchyard_backfill_total") == 400
     assert _value(during, "switchyard_coverage") > 0.0
     assert _value(during, "switchyard_traffic_split_percent") == 50
-    assert _value(during, "switchyard_storage_bytes", index="idx-b") > 0
+    assert _value(during, "switchyard_storage_bytes", index="idx-b", collection="default") > 0
     assert _value(during, "switchyard_backfill_duty") == 1.0, (
         "no latency budget: the backfill may work all the time"
     )
@@ -97,6 +97,7 @@ def test_a_dual_query_is_a_span_with_one_child_per_leg_and_embedding_spans(tmp_p
         legs = sorted(s.attributes["index"] for s in children if s.name == "switchyard.leg")
         assert legs == ["idx-a", "idx-b"]
         assert root.attributes["path"] == "dual" and root.attributes["merge_strategy"] == "calibrated"
+        assert root.attributes["collection"] == "default"
         for leg in (s for s in children if s.name == "switchyard.leg"):
             embeds = [
                 s
