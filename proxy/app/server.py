@@ -16,7 +16,8 @@ from proxy._gen.switchyard.v1 import admin_service_pb2, vector_service_pb2
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as admin_grpc
 from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as vector_grpc
 from proxy.app.assembly import App, build_app
-from proxy.app.config import SwitchyardConfig, TlsConfig
+from proxy.app.config import SwitchyardConfig
+from proxy.app.config_server import TlsConfig
 from proxy.app.config_watch import ConfigWatcher
 from proxy.app.reload import apply_reload
 from proxy.core.errors import ConfigError

@@ -24,9 +24,9 @@ from proxy.app.config import (
     ModelConfig,
     OpenAIModelConfig,
     PromotionConfig,
-    StateConfig,
     SwitchyardConfig,
 )
+from proxy.app.config_server import StateConfig
 from proxy.core.binding import IndexBinding
 from proxy.core.ports import Embedder, StateStore, VectorIndex
 from proxy.migration.priority import BackfillEmbedder

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import proxy.app.config
+import proxy.app.config_server
 from proxy.app.config import load_config, parse_config
 from proxy.core.errors import ConfigError
 from tests.conftest import run_serve
@@ -44,8 +45,9 @@ VALID: dict[str, Any] = {
 # Every field name of the schema: a message naming a field contains one of them (or a key the input used).
 FIELDS = {
     name
-    for _, model in inspect.getmembers(proxy.app.config, inspect.isclass)
-    if issubclass(model, BaseModel) and model.__module__ == proxy.app.config.__name__
+    for module in (proxy.app.config, proxy.app.config_server)
+    for _, model in inspect.getmembers(module, inspect.isclass)
+    if issubclass(model, BaseModel) and model.__module__ == module.__name__
     for name in model.model_fields
 }
 # Paths hold no NUL byte here: a NUL in data_dir is a known gap (test_cli_names_the_field_of_a_broken_file).
