@@ -46,9 +46,20 @@ def _add_migrate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     migrate.add_argument(
         "--tls-ca", help="PEM file of the CA that signed the sidecar's certificate (enables TLS)"
     )
+    migrate.add_argument(
+        "--collection",
+        default="",
+        help="the collection to act on (default: the sidecar's default collection)",
+    )
     actions = migrate.add_subparsers(dest="action", required=True)
+    actions.add_parser("collections", help="the sidecar's collections: indexes, phase, coverage, backfill")
     status = actions.add_parser("status", help="phase, backfill progress, coverage, split")
-    status.add_argument("--watch", action="store_true", help="live progress bar until the backfill completes")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="live progress bar until the backfill completes (without --collection on a sidecar with "
+        "several collections: one line per collection until every backfill completes)",
+    )
     status.add_argument("--interval", type=float, default=0.5, help="seconds between refreshes with --watch")
     actions.add_parser("start", help="start the backfill (dual writes begin)")
     actions.add_parser("pause", help="pause the backfill")

@@ -1,10 +1,15 @@
-"""Renders a migration's status as one terminal line with a progress bar (for `migrate status --watch`)."""
+"""Renders migrations for the terminal: a progress line with a bar (`migrate status --watch`), the full status
+report, and the table of a sidecar's collections (`migrate collections`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
 
 BAR_WIDTH = 30
+_AT_REST = ("planned", "old_retired", "rolled_back")
+"""Phases in which no backfill runs: a watch has nothing to wait for there."""
 
 
 def format_duration(seconds: float) -> str:
@@ -13,6 +18,16 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def backfill_finished(status: pb.GetMigrationStatusResponse) -> bool:
+    return status.backfill.complete or status.phase in _AT_REST
+
+
+def progress_tenths(status: pb.GetMigrationStatusResponse) -> int:
+    """Tenths of the backfill done: a log (not a terminal) gets a line each time this grows."""
+    b = status.backfill
+    return int(10 * b.done / b.total) if b.total else 10
 
 
 def progress_line(status: pb.GetMigrationStatusResponse) -> str:
@@ -47,6 +62,7 @@ def _p99(b: pb.BackfillProgress) -> str:
 def status_report(status: pb.GetMigrationStatusResponse) -> str:
     b = status.backfill
     lines = [
+        f"collection     {status.collection or '(default)'}",
         f"migration      {status.migration_id}",
         f"phase          {status.phase}",
         f"backfill       {b.done}/{b.total} docs, {b.rate:.1f} docs/s, ETA {format_duration(b.eta_seconds)}"
@@ -72,3 +88,52 @@ def status_report(status: pb.GetMigrationStatusResponse) -> str:
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
+
+
+def collection_lines(statuses: Mapping[str, pb.GetMigrationStatusResponse | None]) -> list[str]:
+    """One progress line per collection, its name first (None: the collection has no migration)."""
+    width = max((len(name) for name in statuses), default=0)
+    return [
+        f"{name:<{width}}  " + ("none (no migration)" if status is None else progress_line(status))
+        for name, status in statuses.items()
+    ]
+
+
+def redraw(lines: Sequence[str], drawn: int, columns: int) -> str:
+    """Terminal output that replaces the `drawn` lines written last with `lines` (cursor left below them).
+
+    Lines are cut to the terminal's `columns`: a line that wrapped would take two rows, and moving up `drawn`
+    rows would then overwrite the wrong ones."""
+    up = f"\x1b[{drawn}F" if drawn else ""
+    return up + "".join(line[: max(1, columns - 1)] + "\x1b[K\n" for line in lines)
+
+
+_COLUMNS = ("collection", "default", "serving", "old -> new", "phase", "coverage", "backfill")
+_RIGHT_ALIGNED = frozenset({"coverage", "backfill"})
+
+
+def collections_table(collections: Sequence[pb.CollectionSummary]) -> str:
+    """`migrate collections`: one row per collection, `*` marking the one an empty `--collection` acts on."""
+    rows = [_COLUMNS] + [_collection_row(c) for c in collections]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if column in _RIGHT_ALIGNED else cell.ljust(width)
+            for column, cell, width in zip(_COLUMNS, row, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _collection_row(c: pb.CollectionSummary) -> tuple[str, ...]:
+    migrating = bool(c.old_index)
+    return (
+        c.name,
+        "*" if c.is_default else "",
+        c.serving_index,
+        f"{c.old_index} -> {c.new_index}" if migrating else "-",
+        c.phase,
+        f"{c.coverage:.1%}",
+        f"{c.backfill_done}/{c.backfill_total}" if migrating else "-",
+    )

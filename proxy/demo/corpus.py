@@ -52,3 +52,46 @@ def synthetic_queries(count: int, seed: int = 11) -> list[str]:
         a, b = rng.sample(_TOPICS[topic], 2)
         queries.append(f"{rng.choice(_ADJECTIVES)} {a} {b} for {rng.choice(_AUDIENCES)}")
     return queries
+
+
+_PRODUCTS = [
+    "printer",
+    "laptop",
+    "router",
+    "invoice portal",
+    "mobile app",
+    "headset",
+    "vpn client",
+    "mailbox",
+]
+_PROBLEMS = [
+    "stops responding",
+    "is very slow",
+    "rejects the password",
+    "shows an error code",
+    "drops the connection",
+    "will not start",
+    "loses its settings",
+    "charges twice",
+]
+_WHEN = [
+    "after the update",
+    "every morning",
+    "since the office move",
+    "on the guest network",
+    "after a restart",
+]
+
+
+def synthetic_tickets(size: int, seed: int = 13) -> list[CorpusDoc]:
+    """`size` short support tickets (a second collection for the demo); the topic is the product."""
+    rng = random.Random(seed)
+    docs = []
+    for n in range(size):
+        product = _PRODUCTS[n % len(_PRODUCTS)]
+        text = (
+            f"Ticket: the {product} {rng.choice(_PROBLEMS)} {rng.choice(_WHEN)}; "
+            f"reported by {rng.choice(_AUDIENCES)}."
+        )
+        docs.append(CorpusDoc(f"ticket-{n:07d}", text, product))
+    return docs
