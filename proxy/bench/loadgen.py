@@ -56,6 +56,8 @@ class Phase:
     k: int = 10
     server_pid: int = 0
     """When set, the server process's CPU time over the timed part is recorded (same machine, /proc)."""
+    collection: str = ""
+    """The request's `collection` (empty: the sidecar's default collection)."""
 
 
 @dataclass
@@ -69,12 +71,17 @@ class PhaseResult:
 
 
 def build_requests(phase: Phase, vectors: np.ndarray | None, texts: list[str]) -> list[pb.QueryRequest]:
-    mode = _MODES[phase.mode]
+    mode, collection = _MODES[phase.mode], phase.collection
     if phase.payload == "text":
-        return [pb.QueryRequest(text=t, k=phase.k, mode=mode) for t in texts]
+        return [pb.QueryRequest(text=t, k=phase.k, mode=mode, collection=collection) for t in texts]
     assert vectors is not None, "a vector phase needs the plan's vectors_file"
     return [
-        pb.QueryRequest(k=phase.k, mode=mode, embedding=pb.Embedding(model=phase.model, values=v.tolist()))
+        pb.QueryRequest(
+            k=phase.k,
+            mode=mode,
+            collection=collection,
+            embedding=pb.Embedding(model=phase.model, values=v.tolist()),
+        )
         for v in vectors
     ]
 

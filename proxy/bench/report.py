@@ -5,9 +5,10 @@ Every figure comes from the run object; nothing here is typed in by hand.
 
 from __future__ import annotations
 
-from proxy.bench import backfill, fanout, overhead
+from proxy.bench import backfill, fanout, overhead, second_collection
 from proxy.bench.report_sections import (
     backfill_section,
+    collections_section,
     fanout_section,
     fmt_rate,
     fmt_ratio,
@@ -32,6 +33,7 @@ def render(run: BenchRun) -> str:
         recall_section(run),
         storage_section(run),
         scale_section(run),
+        collections_section(run),
         _timings(run),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
@@ -103,6 +105,15 @@ def _summary(run: BenchRun) -> str:
         )
     for s in run.storage.rows if run.storage else []:
         rows.append([f"Storage peak / one copy ({s.policy})", fmt_ratio(s.peak_ratio), "reported", "-"])
+    for c in run.collections.rows if run.collections else []:
+        rows.append(
+            [
+                f"Collections: two (one idle) / one, p50, {c.concurrency} client(s)",
+                fmt_ratio(c.p50_ratio),
+                f"<= {second_collection.TARGET_P50_RATIO}",
+                verdict(c.passed, c.p50_ratio),
+            ]
+        )
     if not rows:
         return ""
     return "## Summary\n\n" + table(["figure", "value", "target", "result"], rows)

@@ -1,4 +1,4 @@
-"""The six measured sections of BENCHMARKS.md, one function each, and the Markdown cells and tables they share.
+"""The seven measured sections of BENCHMARKS.md, one function each, and the Markdown cells and tables they share.
 
 Every figure comes from the run object; nothing here is typed in by hand.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from proxy.bench import backfill, fanout, overhead
+from proxy.bench import backfill, fanout, overhead, second_collection
 from proxy.bench.recall import format_table
 from proxy.bench.results import BenchRun, RecallResult
 from proxy.bench.stats import LatencySummary
@@ -409,3 +409,66 @@ def scale_section(run: BenchRun) -> str:
         )
     )
     return f"{title}\n\n{intro}\n\n{figures}{failures}\n\nLoading time:\n\n{loading}"
+
+
+def collections_section(run: BenchRun) -> str:
+    title = "## 7. Collections"
+    missing = _missing(run, "collections")
+    if missing or run.collections is None:
+        return f"{title}\n\n{missing}"
+    r = run.collections
+    intro = (
+        f"Vector queries (k=10, hash-a vectors) against collection `{second_collection.QUERIED}`"
+        f" ({r.corpus:,} documents, dim {r.dim}) of two sidecar processes running side by side: one serves"
+        f" that collection alone, the other serves it and a second collection, `{second_collection.IDLE}`,"
+        f" with an index of its own ({r.idle_docs:,} documents, its own model) and a migration in phase"
+        f" `{r.idle_phase}`: its models, index, controller and worker are there, nothing queries it. Every"
+        " request names its collection. The load generator alternates between the two sidecars, rotating"
+        f" which goes first, {r.rounds} x {r.round_s:g} s on each per client count. Resident memory after"
+        f" the load: {r.rss_mib[0]:.0f} MiB (one collection), {r.rss_mib[1]:.0f} MiB (two)."
+    )
+    rows = [
+        [
+            str(x.concurrency),
+            fmt_ms(x.one.p50_ms),
+            fmt_ms(x.one.p99_ms),
+            fmt_rate(x.one.qps),
+            fmt_ms(x.two.p50_ms),
+            fmt_ms(x.two.p99_ms),
+            fmt_rate(x.two.qps),
+            fmt_ratio(x.p50_ratio),
+            fmt_ratio(x.p99_ratio),
+            fmt_ratio(x.qps_ratio),
+            f"{x.one.server_cpu_ms_per_request:.2f} / {x.two.server_cpu_ms_per_request:.2f}",
+            verdict(x.passed, x.p50_ratio),
+            " / ".join(fmt_ratio(r) for r in x.round_ratios),
+        ]
+        for x in r.rows
+    ]
+    header = [
+        "clients",
+        "one p50 ms",
+        "one p99 ms",
+        "one QPS",
+        "two p50 ms",
+        "two p99 ms",
+        "two QPS",
+        "p50 ratio (two / one)",
+        "p99 ratio",
+        "QPS ratio",
+        "sidecar CPU ms/query (one / two)",
+        f"p50 <= {second_collection.TARGET_P50_RATIO}",
+        "p50 ratio per round",
+    ]
+    failures = _errors(
+        (f"{side}, {x.concurrency} client(s)", m)
+        for x in r.rows
+        for side, m in (("one", x.one), ("two", x.two))
+    )
+    targets = "\n".join(
+        f"- target: p50 ratio <= {second_collection.TARGET_P50_RATIO} at {x.concurrency} client(s):"
+        f" {fmt_ratio(x.p50_ratio)}, {verdict(x.passed, x.p50_ratio)}"
+        for x in r.rows
+    )
+    command = "Alone: `switchyard bench --sections collections`."
+    return f"{title}\n\n{intro}\n\n{table(header, rows)}{failures}\n\n{targets}\n\n{command}"

@@ -13,6 +13,7 @@ from proxy.bench.machine import Machine
 from proxy.bench.overhead import OverheadResult
 from proxy.bench.recall import RecallRow
 from proxy.bench.scale import ScaleResult
+from proxy.bench.second_collection import CollectionsResult
 from proxy.bench.settings import BenchSettings
 from proxy.bench.storage import StorageResult
 
@@ -63,6 +64,7 @@ class BenchRun:
     recall: RecallResult | None = None
     storage: StorageResult | None = None
     scale: ScaleResult | None = None
+    collections: CollectionsResult | None = None
     section_s: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -74,6 +76,7 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
     variants = {v.model: v for v in run.backfill.variants} if run.backfill else {}
     hashing = variants.get("hashing")
     storage = {r.policy: r for r in run.storage.rows} if run.storage else {}
+    collections = {r.concurrency: r for r in run.collections.rows} if run.collections else {}
     figures = {
         "embed_docs_per_s": hashing.throughput.embed_docs_per_s if hashing else None,
         "index_insert_docs_per_s": run.base.insert_docs_per_s if run.base else None,
@@ -102,6 +105,11 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         figures[f"throttled_p99_ratio_{name}"] = variant.throttled.p99_ratio
     for policy, storage_row in storage.items():
         figures[f"storage_peak_ratio_{policy}"] = storage_row.peak_ratio
+    for c, collections_row in collections.items():
+        figures[f"collections_p50_ratio_c{c}"] = collections_row.p50_ratio
+        figures[f"collections_p99_ratio_c{c}"] = collections_row.p99_ratio
+        figures[f"collections_one_p50_ms_c{c}"] = collections_row.one.p50_ms
+        figures[f"collections_two_p50_ms_c{c}"] = collections_row.two.p50_ms
     return {name: _finite(value) for name, value in figures.items()}
 
 

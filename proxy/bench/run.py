@@ -23,6 +23,7 @@ from proxy.bench.recall import REAL_QUERIES, real_model_table, recall_table
 from proxy.bench.report import render
 from proxy.bench.results import BaseLoad, BenchRun, RealModelRecall, RecallResult, to_json
 from proxy.bench.scale import run_scale
+from proxy.bench.second_collection import run_collections
 from proxy.bench.settings import BenchSettings
 from proxy.bench.storage import run_storage
 from proxy.core.errors import ConfigError
@@ -30,7 +31,7 @@ from proxy.demo.real_corpus import real_corpus, real_queries
 
 log = logging.getLogger("bench")
 T = TypeVar("T")
-_NEEDS_BASE = {"overhead", "fanout", "backfill", "storage"}
+_NEEDS_BASE = {"overhead", "fanout", "backfill", "storage", "collections"}
 
 
 def run_bench(settings: BenchSettings, out_dir: Path, command: str, workdir: Path | None = None) -> BenchRun:
@@ -63,6 +64,8 @@ def _run_sections(run: BenchRun, settings: BenchSettings, base: BaseCorpus, root
         run.storage = _timed(run, "storage", lambda: run_storage(settings, base, root, default))
     if "scale" in wanted:
         run.scale = _timed(run, "scale", lambda: run_scale(settings, root))
+    if "collections" in wanted:
+        run.collections = _timed(run, "collections", lambda: run_collections(settings, base, root))
 
 
 def _timed(run: BenchRun, name: str, section: Callable[[], T]) -> T | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SECTIONS = ("overhead", "fanout", "backfill", "recall", "storage", "scale")
+SECTIONS = ("overhead", "fanout", "backfill", "recall", "storage", "scale", "collections")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ class BenchSettings:
     scale_backfill_window_s: float
     real_recall: bool
     """Repeat the recall table with two real models (all-MiniLM-L6-v2 -> multilingual-e5-small)."""
+    collection_docs: int
+    """Documents in the second, idle collection's index of the collections section."""
+    collection_clients: tuple[int, ...]
+    """Concurrent clients of the collections section (its own: it compares at 1 and at 8)."""
+    collection_rounds: int
+    """Rounds of the collections section: its target is tight (5%), so it samples longer than the others."""
     sections: tuple[str, ...] = SECTIONS
 
     def scale_dim(self, size: int) -> int:
@@ -70,6 +76,9 @@ FULL = BenchSettings(
     large_threshold=100_000,
     scale_backfill_window_s=10.0,
     real_recall=True,
+    collection_docs=3_000,
+    collection_clients=(1, 8),
+    collection_rounds=10,
 )
 
 QUICK = replace(
@@ -91,4 +100,6 @@ QUICK = replace(
     large_threshold=0,
     scale_backfill_window_s=1.0,
     real_recall=False,
+    collection_docs=200,
+    collection_rounds=1,
 )

@@ -144,7 +144,8 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scales", help="corpus sizes of the scale section (default 10000,100000,1000000; --quick: 1000)"
     )
     bench.add_argument(
-        "--sections", help="comma-separated subset of: overhead,fanout,backfill,recall,storage,scale"
+        "--sections",
+        help="comma-separated subset of: overhead,fanout,backfill,recall,storage,scale,collections",
     )
     bench.add_argument(
         "--real-model",

@@ -6,6 +6,7 @@ No timing thresholds: this proves the benchmark works, not how fast anything is.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ HEADINGS = (
     "## 4. Recall@10",
     "## 5. Storage",
     "## 6. Scale",
+    "## 7. Collections",
 )
 AGREED_KEYS = (
     "embed_docs_per_s",
@@ -69,3 +71,27 @@ def test_every_section_measured_something(bench_output: tuple[str, dict[str, Any
     for row in run["scale"]["rows"]:
         assert row["single"]["count"] > 0 and row["dual"]["count"] > 0
         assert row["insert_docs_per_s"] > 0 and row["backfill_docs_per_s"] > 0
+    collections = run["collections"]
+    assert collections["idle_docs"] > 0 and collections["idle_phase"] == "planned"
+    assert [row["concurrency"] for row in collections["rows"]] == [1, 8]
+    for row in collections["rows"]:
+        assert row["one"]["count"] > 0 and row["two"]["count"] > 0
+        assert row["one"]["errors"] == row["two"]["errors"] == 0
+        assert row["p50_ratio"] > 0 and row["passed"] in (True, False)
+    assert all(mib > 0 for mib in collections["rss_mib"])
+
+
+def test_collections_section_reports_the_ratio_against_its_target(
+    bench_output: tuple[str, dict[str, Any]],
+) -> None:
+    report, data = bench_output
+    for c in (1, 8):
+        assert data[f"collections_p50_ratio_c{c}"] > 0
+        assert data[f"collections_one_p50_ms_c{c}"] > 0 and data[f"collections_two_p50_ms_c{c}"] > 0
+    section = report.split("## 7. Collections", 1)[1].split("\n## ", 1)[0]
+    for c in (1, 8):
+        assert re.search(
+            rf"- target: p50 ratio <= 1\.05 at {c} client\(s\): [0-9.]+, (pass|\*\*miss\*\*)", section
+        )
+    assert "`switchyard bench --sections collections`" in section
+    assert "Collections: two (one idle) / one, p50, 8 client(s)" in report

@@ -254,6 +254,42 @@ def test_migration_values_land_in_the_config() -> None:
     assert switchyard_config(render_ci("default-values.yaml")).migration is None
 
 
+def test_the_default_values_are_one_collection_named_default() -> None:
+    config = switchyard_config(render_ci("default-values.yaml"))
+    assert config.collections is None and config.default_collection is None
+    assert [(c.name, c.serving_index) for c in config.collection_list()] == [("default", "docs-v1")]
+
+
+def test_two_collections_values_render_a_config_with_two_collections() -> None:
+    config = switchyard_config(render_ci("collections-values.yaml"))
+    assert config.serving_index is None and config.migration is None, "the one-collection keys are left out"
+    collections = {c.name: c for c in config.collection_list()}
+    assert sorted(collections) == ["articles", "products"]
+    assert config.default_collection_name() == "products"
+    articles, products = collections["articles"], collections["products"]
+    assert (articles.serving_index, articles.migration) == ("docs-v1", None)
+    assert articles.query == config.query, "a collection without a query section uses the top-level one"
+    assert products.serving_index == "products-v1" and products.migration is not None
+    assert (products.migration.old_index, products.migration.new_index) == ("products-v1", "products-v2")
+    assert products.migration.backfill.rate_limit == 200
+    assert (products.query.merge, products.query.traffic_percent) == ("rrf", 10)
+
+
+def test_collections_set_on_the_command_line_replace_the_one_collection_form() -> None:
+    manifests = render(
+        "--set",
+        "config.collections.articles.serving_index=docs-v1",
+        "--set",
+        "config.collections.articles.query.traffic_percent=12.5",
+    )
+    config = switchyard_config(manifests)
+    assert [(c.name, c.serving_index) for c in config.collection_list()] == [("articles", "docs-v1")]
+    assert config.default_collection_name() == "articles"
+    rendered = yaml.safe_load(the(manifests, "ConfigMap")["data"]["switchyard.yaml"])
+    assert "serving_index" not in rendered and "default_collection" not in rendered
+    assert rendered["collections"]["articles"]["query"]["traffic_percent"] == 12.5
+
+
 def test_a_traffic_split_set_on_the_command_line_is_a_number() -> None:
     text = the(render("--set", "config.query.traffic_percent=12.5"), "ConfigMap")["data"]["switchyard.yaml"]
     assert yaml.safe_load(text)["query"]["traffic_percent"] == 12.5
@@ -280,6 +316,27 @@ def test_hot_reloaded_settings_do_not_roll_the_pods_but_restart_only_ones_do() -
     assert restart_checksum(*migration, "--set", "config.migration.backfill.batch_size=7") != with_migration
 
 
+def test_a_collections_hot_reloaded_settings_do_not_roll_the_pods_but_restart_only_ones_do() -> None:
+    collections = ("--values", str(CHART / "ci" / "collections-values.yaml"))
+    baseline = restart_checksum(*collections)
+    hot = (
+        "query.traffic_percent=50",
+        "query.merge=zscore",
+        "query.shadow_sample_rate=0.1",
+        "migration.backfill.rate_limit=20",
+        "migration.backfill.latency_budget_ms=7.5",
+        "migration.backfill.batch_time_ms=50",
+    )
+    for setting in hot:
+        assert restart_checksum(*collections, "--set", f"config.collections.products.{setting}") == baseline
+    for restart_only in (
+        "collections.products.migration.backfill.batch_size=7",
+        "collections.articles.query.new_path=new",
+        "default_collection=articles",
+    ):
+        assert restart_checksum(*collections, "--set", f"config.{restart_only}") != baseline
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -288,6 +345,14 @@ def test_hot_reloaded_settings_do_not_roll_the_pods_but_restart_only_ones_do() -
         (
             ["--set", "persistence.enabled=true", "--set", "replicaCount=2"],
             "persistence.enabled needs replicaCount 1",
+        ),
+        (
+            ["--set", "config.collections.a.serving_index=docs-v1", "--set", "config.migration.old_index=x"],
+            "config.migration must be empty when config.collections is set",
+        ),
+        (
+            ["--set", "config.collections.a.query.merge=rrf"],
+            "config.collections.a.serving_index is required",
         ),
     ],
 )

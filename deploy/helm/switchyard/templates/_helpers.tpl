@@ -96,16 +96,48 @@ Fails early, with the value to fix, on combinations that would deploy something 
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
 {{- fail "persistence.enabled needs replicaCount 1: every Switchyard process needs a data_dir of its own, and one claim would be shared by all replicas" }}
 {{- end }}
+{{- with .Values.config.collections }}
+{{- if $.Values.config.migration }}
+{{- fail "config.migration must be empty when config.collections is set: give each collection its own, as config.collections.<name>.migration" }}
+{{- end }}
+{{- range $name, $collection := . }}
+{{- if not (and (kindIs "map" $collection) (get $collection "serving_index")) }}
+{{- fail (printf "config.collections.%s.serving_index is required: the index that answers the collection's queries" $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
-The Switchyard config (proxy/config.py) as YAML: `config` from the values, plus the keys the chart owns
-(data_dir, server.listen, and the state backend when redis.url is set).
+The Switchyard config (proxy/app/config.py) as YAML: `config` from the values, plus the keys the chart owns
+(data_dir, server.listen, and the state backend when redis.url is set). Empty sections are left out: the
+migration, and with `collections` set the one-collection serving_index, each collection's empty migration
+and query, and an empty default_collection.
 */}}
 {{- define "switchyard.config" -}}
 {{- $config := deepCopy .Values.config }}
 {{- if not $config.migration }}
 {{- $_ := unset $config "migration" }}
+{{- end }}
+{{- if $config.collections }}
+{{- /* Several collections: each names its own serving index, so the one-collection default goes */}}
+{{- $_ := unset $config "serving_index" }}
+{{- range $name, $collection := $config.collections }}
+{{- if kindIs "map" $collection }}
+{{- if not $collection.migration }}
+{{- $_ := unset $collection "migration" }}
+{{- end }}
+{{- if not $collection.query }}
+{{- $_ := unset $collection "query" }}
+{{- end }}
+{{- include "switchyard.numericSplit" $collection.query }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- $_ := unset $config "collections" }}
+{{- end }}
+{{- if not $config.default_collection }}
+{{- $_ := unset $config "default_collection" }}
 {{- end }}
 {{- $_ := set $config "data_dir" .Values.persistence.mountPath }}
 {{- $server := $config.server | default dict }}
@@ -117,12 +149,7 @@ The Switchyard config (proxy/config.py) as YAML: `config` from the values, plus 
 {{- $_ := set $telemetry "otlp_endpoint" . }}
 {{- end }}
 {{- $_ := set $config "telemetry" $telemetry }}
-{{- with $config.query }}
-{{- if hasKey . "traffic_percent" }}
-{{- /* --set passes 12.5 as a string; the split is a number */}}
-{{- $_ := set . "traffic_percent" (float64 .traffic_percent) }}
-{{- end }}
-{{- end }}
+{{- include "switchyard.numericSplit" $config.query }}
 {{- if .Values.redis.url }}
 {{- $state := $config.state | default dict }}
 {{- $_ := set $state "backend" "redis" }}
@@ -133,24 +160,45 @@ The Switchyard config (proxy/config.py) as YAML: `config` from the values, plus 
 {{- end }}
 
 {{/*
-Checksum of the config without the settings the sidecar hot-reloads (proxy/server.py, apply_reload): a change
-to the traffic split must not roll the pods, a change to the models or indexes must.
+Checksum of the config without the settings the sidecar hot-reloads (proxy/app/reload.py, apply_reload), at
+the top level and in every collection: a change to a traffic split must not roll the pods, a change to the
+models, indexes or collections must.
 */}}
 {{- define "switchyard.restartChecksum" -}}
 {{- $config := include "switchyard.config" . | fromYaml }}
-{{- with $config.query }}
+{{- include "switchyard.dropHotSettings" $config }}
+{{- range $name, $collection := ($config.collections | default dict) }}
+{{- include "switchyard.dropHotSettings" $collection }}
+{{- end }}
+{{- toYaml $config | sha256sum }}
+{{- end }}
+
+{{/*
+Removes, in place, the hot-reloaded settings from a map holding `query` and `migration`: the config's top
+level or one collection. Renders nothing.
+*/}}
+{{- define "switchyard.dropHotSettings" -}}
+{{- with .query }}
 {{- $_ := unset . "traffic_percent" }}
 {{- $_ := unset . "merge" }}
 {{- $_ := unset . "shadow_sample_rate" }}
 {{- end }}
-{{- with $config.migration }}
+{{- with .migration }}
 {{- with .backfill }}
 {{- $_ := unset . "rate_limit" }}
 {{- $_ := unset . "latency_budget_ms" }}
 {{- $_ := unset . "batch_time_ms" }}
 {{- end }}
 {{- end }}
-{{- toYaml $config | sha256sum }}
+{{- end }}
+
+{{/*
+Makes, in place, a `query` map's traffic split a number: --set passes 12.5 as a string. Renders nothing.
+*/}}
+{{- define "switchyard.numericSplit" -}}
+{{- if and . (hasKey . "traffic_percent") }}
+{{- $_ := set . "traffic_percent" (float64 .traffic_percent) }}
+{{- end }}
 {{- end }}
 
 {{/*
