@@ -1,8 +1,9 @@
 """`VectorIndex` on PostgreSQL with the pgvector extension: one table per index, an HNSW index on it.
 
 The table and its indexes are in `schema`; writes are version compare-and-set batches (`writes`), so `flush`
-has nothing to do. Connections come from a psycopg pool (`connection`); the class keeps no other mutable
-state, so it is thread-safe.
+has nothing to do. Every statement is rendered once, when the index opens (`queries`, `writes`), and costs one
+round trip on a pooled connection that was set up once (`connection`: autocommit, binary vectors,
+hnsw.ef_search). The class keeps no other mutable state, so it is thread-safe.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from proxy.adapters.pgvector.connection import IndexConnectionPool, redact_dsn, setup_transaction
-from proxy.adapters.pgvector.rows import hit, stored_document, vector_text
+from proxy.adapters.pgvector.connection import Connection, IndexConnectionPool, redact_dsn, setup_transaction
+from proxy.adapters.pgvector.queries import read_statements, run_with_settings
+from proxy.adapters.pgvector.rows import hit, stored_document
 from proxy.adapters.pgvector.schema import (
     OPERATORS,
     SETUP_LOCK_KEY,
@@ -36,8 +38,8 @@ from proxy.adapters.pgvector.writes import (
 )
 from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
 
-# pgvector caps hnsw.ef_search here; an HNSW scan returns at most ef_search rows.
-_MAX_EF_SEARCH = 1_000
+# pgvector's bounds for hnsw.ef_search; an HNSW scan returns at most ef_search rows.
+_MIN_EF_SEARCH, _MAX_EF_SEARCH = 1, 1_000
 
 
 class PgVectorIndex:
@@ -72,7 +74,7 @@ class PgVectorIndex:
         table_name = table or default_table(name)
         check_table_name(name, table_name)
         self._table = IndexTable(index=name, name=table_name, dim=dim, space=space)
-        self._ef_search = ef_search
+        self._ef_search = min(max(ef_search, _MIN_EF_SEARCH), _MAX_EF_SEARCH)
         with setup_transaction(name, dsn, connect_timeout_s=connect_timeout_s) as conn:
             ensure_schema(
                 conn,
@@ -81,7 +83,18 @@ class PgVectorIndex:
                 hnsw_m=hnsw_m,
                 hnsw_ef_construction=hnsw_ef_construction,
             )
-        self._pool = IndexConnectionPool(name, dsn, pool_size=pool_size, connect_timeout_s=connect_timeout_s)
+        self._reads = read_statements(self._table)
+        self._upsert = upsert_statement(self._table.identifier)
+        self._tombstone = tombstone_statement(self._table.identifier)
+        self._pool = IndexConnectionPool(
+            name,
+            dsn,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            # Set once per connection, not per query; a search for more than ef_search neighbours raises it
+            # for its own statement (`search`).
+            settings={"hnsw.ef_search": str(self._ef_search)},
+        )
 
     @property
     def name(self) -> str:
@@ -110,15 +123,14 @@ class PgVectorIndex:
         if not winners:
             return WriteResult()
         ordered = sorted(winners.values(), key=lambda position: records[position].id)
-        query = upsert_statement(self._table.identifier)
-        written = run_write(self._pool, query, upsert_params(records, vectors, ordered))
+        written = run_write(self._pool, self._upsert, upsert_params(records, vectors, ordered))
         return batch_outcome(records, winners, written)
 
     def delete(self, ids: Sequence[str], version: int) -> WriteResult:
         unique = sorted(dict.fromkeys(ids))
         if not unique:
             return WriteResult()
-        written = run_write(self._pool, tombstone_statement(self._table.identifier), (version, unique))
+        written = run_write(self._pool, self._tombstone, (version, unique))
         ordered = list(dict.fromkeys(ids))
         return WriteResult(
             written=tuple(i for i in ordered if i in written),
@@ -128,31 +140,19 @@ class PgVectorIndex:
     # ---- reads --------------------------------------------------------------------------------------------
 
     def get(self, ids: Sequence[str]) -> list[StoredDocument]:
-        query = sql.SQL(
-            "SELECT id, version, text, metadata FROM {t} WHERE id = ANY(%s::text[]) AND NOT deleted"
-        ).format(t=self._table.identifier)
-        with self._pool.transaction() as conn:
-            found = {row[0]: stored_document(row) for row in conn.execute(query, (list(ids),))}
+        rows = self._pool.read(lambda conn: conn.execute(self._reads.get, (list(ids),)).fetchall())
+        found = {row[0]: stored_document(row) for row in rows}
         return [found[doc_id] for doc_id in ids if doc_id in found]
 
     def versions(self, ids: Sequence[str], *, for_query: bool = False) -> dict[str, int]:
-        query = sql.SQL("SELECT id, version FROM {t} WHERE id = ANY(%s::text[])").format(
-            t=self._table.identifier
-        )
-        with self._pool.transaction() as conn:
-            return {doc_id: int(version) for doc_id, version in conn.execute(query, (list(ids),))}
+        rows = self._pool.read(lambda conn: conn.execute(self._reads.versions, (list(ids),)).fetchall())
+        return {doc_id: int(version) for doc_id, version in rows}
 
     def scan(self, after_id: str | None, limit: int) -> list[StoredDocument]:
-        # The id column's "C" collation makes this the order of Python strings. Two statements rather than
-        # `(%s IS NULL OR id > %s)`: a prepared generic plan could not use the primary key for that OR, and
-        # would read the whole table for every page.
-        after = sql.SQL("") if after_id is None else sql.SQL(" AND id > %s")
-        query = sql.SQL(
-            "SELECT id, version, text, metadata FROM {t} WHERE NOT deleted{after} ORDER BY id LIMIT %s"
-        ).format(t=self._table.identifier, after=after)
-        params = (limit,) if after_id is None else (after_id, limit)
-        with self._pool.transaction() as conn:
-            return [stored_document(row) for row in conn.execute(query, params)]
+        query = self._reads.scan_first if after_id is None else self._reads.scan_after
+        params: tuple[str | int, ...] = (limit,) if after_id is None else (after_id, limit)
+        rows = self._pool.read(lambda conn: conn.execute(query, params).fetchall())
+        return [stored_document(row) for row in rows]
 
     def search(
         self,
@@ -166,22 +166,24 @@ class PgVectorIndex:
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
-        with self._pool.transaction() as conn:
-            # An HNSW scan yields at most ef_search rows, before the `where` filter and the tombstone check.
-            ef_search = min(max(self._ef_search, k), _MAX_EF_SEARCH)
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
-            if timeout_s is not None:
-                # The fan-out stops waiting for this leg at its deadline; the server then stops working on it.
-                milliseconds = max(1, round(timeout_s * 1000))
-                conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{milliseconds}ms",))
-            try:
-                hits = self._nearest(conn, query, k, where, include_text)
-            except psycopg.errors.QueryCanceled as exc:
-                if timeout_s is None:
-                    raise  # cancelled from outside (pg_cancel_backend), not by this search's deadline
-                raise TimeoutError(
-                    f"pgvector index {self._name!r}: the search ran past its {milliseconds} ms deadline"
-                ) from exc
+        settings: dict[str, str] = {}
+        if k > self._ef_search:
+            # An HNSW scan yields at most ef_search rows, before the `where` filter and the tombstone check;
+            # the connection's own value stays as configured.
+            settings["hnsw.ef_search"] = str(min(k, _MAX_EF_SEARCH))
+        if timeout_s is not None:
+            # The fan-out stops waiting for this leg at its deadline; the server then stops working on it.
+            milliseconds = max(1, round(timeout_s * 1000))
+            settings["statement_timeout"] = f"{milliseconds}ms"
+        statement = self._reads.nearest.approximate[include_text, bool(where)]
+        try:
+            hits = self._nearest(statement, query, k, where, settings)
+        except psycopg.errors.QueryCanceled as exc:
+            if timeout_s is None:
+                raise  # cancelled from outside (pg_cancel_backend), not by this search's deadline
+            raise TimeoutError(
+                f"pgvector index {self._name!r}: the search ran past its {milliseconds} ms deadline"
+            ) from exc
         if len(hits) < k:
             # Short: either fewer than k documents match, or the filter dropped too many of the graph's
             # candidates (pgvector filters after the index scan). The exact answer is right in both cases.
@@ -194,49 +196,34 @@ class PgVectorIndex:
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
-        with self._pool.transaction() as conn:
-            # Without index scans the planner can only read every matching row and sort: brute force.
-            conn.execute("SET LOCAL enable_indexscan = off")
-            return self._nearest(conn, query, k, where, include_text)
+        statement = self._reads.nearest.exact[include_text, bool(where)]
+        # Without index scans the planner can only read every matching row and sort: brute force.
+        return self._nearest(statement, query, k, where, {"enable_indexscan": "off"})
 
     def _nearest(
-        self, conn: psycopg.Connection, query: Vector, k: int, where: Metadata | None, include_text: bool
+        self, statement: bytes, query: Vector, k: int, where: Metadata | None, settings: dict[str, str]
     ) -> list[Hit]:
-        filter_sql = sql.SQL(" AND metadata @> %s::jsonb") if where else sql.SQL("")
-        statement = sql.SQL(
-            "SELECT id, version, {text}, metadata, embedding {op} %s::vector AS distance FROM {t}"
-            " WHERE embedding IS NOT NULL{filter} ORDER BY embedding {op} %s::vector LIMIT %s"
-        ).format(
-            t=self._table.identifier,
-            op=self._table.distance_operator,
-            filter=filter_sql,
-            text=sql.SQL("text" if include_text else "''"),
-        )
-        query_text = vector_text(query)
-        params: list[Any] = [query_text, *([json.dumps(where)] if where else []), query_text, k]
-        return [hit(row, self._space, self._name) for row in conn.execute(statement, params)]
+        params: dict[str, Any] = {"query": query, "k": k}
+        if where:
+            params["where"] = json.dumps(where)
+
+        def rows(conn: Connection) -> Sequence[tuple[Any, ...]]:
+            return run_with_settings(conn, statement, params, settings)
+
+        return [hit(row, self._space, self._name) for row in self._pool.read(rows)]
 
     def count(self) -> int:
-        return self._scalar(
-            sql.SQL("SELECT count(*) FROM {t} WHERE NOT deleted").format(t=self._table.identifier)
-        )
+        return self._scalar(self._reads.count)
 
     def max_version(self) -> int:
-        return self._scalar(
-            sql.SQL("SELECT COALESCE(max(version), 0) FROM {t}").format(t=self._table.identifier)
-        )
+        return self._scalar(self._reads.max_version)
 
     def storage_bytes(self) -> int:
         """Table, TOAST and every index on it, as PostgreSQL accounts them."""
-        return self._scalar(
-            sql.SQL("SELECT pg_total_relation_size({name}::regclass)").format(
-                name=sql.Literal(self._table.regclass)
-            )
-        )
+        return self._scalar(self._reads.storage_bytes)
 
-    def _scalar(self, query: sql.Composed) -> int:
-        with self._pool.transaction() as conn:
-            row = conn.execute(query).fetchone()
+    def _scalar(self, query: bytes) -> int:
+        row = self._pool.read(lambda conn: conn.execute(query).fetchone())
         assert row is not None, "an aggregate always returns one row"
         return int(row[0])
 
@@ -249,8 +236,7 @@ class PgVectorIndex:
         server process reports its counts when it goes idle). A tombstone row counts as live: it must stay.
         """
         query = "SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables WHERE relid = %s::regclass"
-        with self._pool.transaction() as conn:
-            row = conn.execute(query, (self._table.regclass,)).fetchone()
+        row = self._pool.read(lambda conn: conn.execute(query, (self._table.regclass,)).fetchone())
         live, dead = (0, 0) if row is None else (int(row[0]), int(row[1]))
         return 0.0 if live + dead == 0 else dead / (live + dead)
 
@@ -263,7 +249,9 @@ class PgVectorIndex:
         """
         before = self.storage_bytes()
         lock = (SETUP_LOCK_KEY, self._table.name)
-        with self._pool.autocommit() as conn:  # neither statement may run inside a transaction block
+
+        def vacuum_and_reindex(conn: Connection) -> None:
+            # Neither statement may run inside a transaction block: pooled connections are in autocommit.
             conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", lock)
             try:
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {t}").format(t=self._table.identifier))
@@ -271,6 +259,8 @@ class PgVectorIndex:
             finally:
                 # A session lock outlives the statement; the connection goes back to the pool still holding it.
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", lock)
+
+        self._pool.write(vacuum_and_reindex)
         return before - self.storage_bytes()
 
     # ---- durability and lifecycle -------------------------------------------------------------------------
@@ -284,8 +274,8 @@ class PgVectorIndex:
 
     def drop(self) -> None:
         """Drops the table with its indexes, then closes: for tests, and for an index that was retired."""
-        with self._pool.transaction() as conn:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=self._table.identifier))
+        statement = sql.SQL("DROP TABLE IF EXISTS {t}").format(t=self._table.identifier)
+        self._pool.write(lambda conn: conn.execute(statement))
         self.close()
 
     def _checked_vector(self, vector: Vector, what: str) -> Vector:

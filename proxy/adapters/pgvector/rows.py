@@ -1,5 +1,5 @@
-"""The core's values as they travel to PostgreSQL and back: vectors in pgvector's text form ('[1.0,2.0]'),
-so no client-side type registration is needed, and result rows as documents and hits."""
+"""Result rows as the core's documents and hits. (Vectors travel as numpy arrays, in pgvector's binary
+form: `connection` registers the adapters on every pooled connection.)"""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ import math
 from typing import Any
 
 from proxy.adapters.pgvector.schema import Space
-from proxy.core.model import Hit, StoredDocument, Vector
-
-
-def vector_text(vector: Vector) -> str:
-    # repr of a float32 widened to float64 parses back to the same float32: no precision is lost.
-    return "[" + ",".join(map(repr, vector.tolist())) + "]"
+from proxy.core.model import Hit, StoredDocument
 
 
 def stored_document(row: tuple[Any, ...]) -> StoredDocument:

@@ -1,8 +1,11 @@
 """Batch writes under the version compare-and-set: one INSERT ... ON CONFLICT DO UPDATE ... WHERE version <
-excluded.version per batch, in its own transaction.
+excluded.version per batch, a single statement and so a transaction of its own (the connection is in
+autocommit: no BEGIN/COMMIT round trips).
 
 The batch is atomic, and concurrent writers of one id serialize on its row lock, so the highest version wins
-whatever the arrival order. A write is durable once it is acknowledged (committed).
+whatever the arrival order. A write is durable once it is acknowledged (committed). Vectors go as one
+binary vector[] parameter (numpy float32 arrays, `register_vector`'s dumper): stored bit for bit, with no
+text formatting per row.
 """
 
 from __future__ import annotations
@@ -14,28 +17,31 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from proxy.adapters.pgvector.connection import IndexConnectionPool
-from proxy.adapters.pgvector.rows import vector_text
+from proxy.adapters.pgvector.connection import Connection, IndexConnectionPool
 from proxy.core.model import IndexRecord, Vector, WriteResult
 
 _WRITE_ATTEMPTS = 3
 
 
-def upsert_statement(table: sql.Identifier) -> sql.Composed:
-    """Writes the rows of `upsert_params`; returns the ids it changed."""
-    return sql.SQL(
-        "INSERT INTO {t} AS t (id, version, deleted, text, metadata, embedding)"
-        " SELECT u.id, u.version, false, u.text, u.metadata, u.embedding::vector"
-        " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::jsonb[], %s::text[])"
-        "  AS u(id, version, text, metadata, embedding)"
-        # Rows are locked in id order, so two overlapping batches cannot deadlock each other.
-        " ORDER BY u.id"
-        " ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = false,"
-        "  text = excluded.text, metadata = excluded.metadata, embedding = excluded.embedding"
-        # Version CAS: a late backfill or re-embed must not overwrite a newer write or revive a tombstone.
-        " WHERE t.version < excluded.version"
-        " RETURNING id"
-    ).format(t=table)
+def upsert_statement(table: sql.Identifier) -> bytes:
+    """Writes the rows of `upsert_params`; returns the ids it changed. Rendered once per index."""
+    return (
+        sql.SQL(
+            "INSERT INTO {t} AS t (id, version, deleted, text, metadata, embedding)"
+            " SELECT u.id, u.version, false, u.text, u.metadata, u.embedding"
+            " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::jsonb[], %b::vector[])"
+            "  AS u(id, version, text, metadata, embedding)"
+            # Rows are locked in id order, so two overlapping batches cannot deadlock each other.
+            " ORDER BY u.id"
+            " ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = false,"
+            "  text = excluded.text, metadata = excluded.metadata, embedding = excluded.embedding"
+            # Version CAS: a late backfill or re-embed must not overwrite a newer write or revive a tombstone.
+            " WHERE t.version < excluded.version"
+            " RETURNING id"
+        )
+        .format(t=table)
+        .as_bytes(None)
+    )
 
 
 def upsert_params(
@@ -47,28 +53,36 @@ def upsert_params(
         [records[i].version for i in positions],
         [records[i].text for i in positions],
         [json.dumps(records[i].metadata) for i in positions],
-        [vector_text(vectors[i]) for i in positions],
+        [vectors[i] for i in positions],
     )
 
 
-def tombstone_statement(table: sql.Identifier) -> sql.Composed:
-    """Tombstones the ids of its second parameter at the version of its first; returns the ids it changed."""
-    return sql.SQL(
-        "INSERT INTO {t} AS t (id, version, deleted, text, metadata, embedding)"
-        " SELECT u.id, %s, true, '', '{{}}', NULL FROM unnest(%s::text[]) AS u(id) ORDER BY u.id"
-        " ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = true,"
-        "  text = '', metadata = '{{}}', embedding = NULL"
-        " WHERE t.version < excluded.version"
-        " RETURNING id"
-    ).format(t=table)
+def tombstone_statement(table: sql.Identifier) -> bytes:
+    """Tombstones the ids of its second parameter at the version of its first; returns the ids it changed.
+    Rendered once per index."""
+    return (
+        sql.SQL(
+            "INSERT INTO {t} AS t (id, version, deleted, text, metadata, embedding)"
+            " SELECT u.id, %s, true, '', '{{}}', NULL FROM unnest(%s::text[]) AS u(id) ORDER BY u.id"
+            " ON CONFLICT (id) DO UPDATE SET version = excluded.version, deleted = true,"
+            "  text = '', metadata = '{{}}', embedding = NULL"
+            " WHERE t.version < excluded.version"
+            " RETURNING id"
+        )
+        .format(t=table)
+        .as_bytes(None)
+    )
 
 
-def run_write(pool: IndexConnectionPool, query: sql.Composed, params: Sequence[Any]) -> set[str]:
-    """Runs one write statement in its own transaction; returns the ids it changed."""
+def run_write(pool: IndexConnectionPool, query: bytes, params: Sequence[Any]) -> set[str]:
+    """Runs one write statement, a transaction of its own; returns the ids it changed."""
+
+    def changed(conn: Connection) -> set[str]:
+        return {row[0] for row in conn.execute(query, params)}
+
     for attempt in range(_WRITE_ATTEMPTS):
         try:
-            with pool.transaction() as conn:
-                return {row[0] for row in conn.execute(query, params)}
+            return pool.write(changed)
         except psycopg.errors.DeadlockDetected:
             # Id-ordered locking prevents deadlocks between our own batches; another client of the table
             # may still cause one. The transaction was rolled back whole, so running it again is safe.
