@@ -4,22 +4,25 @@ The corpus is cut into id-range slices when the backfill starts. A replica works
 holds that slice's lease, and checkpoints the slice's cursor after every batch, so a killed replica's
 slice is resumed by whoever takes the lease next, from its last finished batch. Hot documents (touched by
 queries) and dual writes not yet confirmed on their secondary index (repairs) are drained ahead of the slices.
+
+Slice batches are pipelined (`pipeline.WriteBehind`): each step writes the batch embedded by the step before
+while it embeds the next, and checkpoints only what it wrote.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import IndexRecord, StoredDocument, WriteResult
-from proxy.core.ports import StateStore
+from proxy.core.ports import Embedder, StateStore
+from proxy.migration.pipeline import WriteBehind
+from proxy.migration.slices import SLICES_KEY, Slice, SliceBatch, dump_slice, load_slice, plan_slices
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle
 
-SLICES_KEY = "backfill:slices"
 PLAN_LEASE = "backfill:plan"
 PROGRESS_KEY = "backfill:progress"
 # A pending write the primary does not hold yet is looked at again until it is this old; then its write is
@@ -29,18 +32,10 @@ REPAIR_ROUNDS = 16
 
 
 @dataclass(frozen=True)
-class Slice:
-    number: int
-    after: str | None
-    """Exclusive lower bound of the slice's id range (None: from the first id)."""
-    until: str | None
-    """Inclusive upper bound (None: to the last id)."""
-    cursor: str | None
-    done: int = 0
-    finished: bool = False
-
-    def lease_name(self) -> str:
-        return f"backfill:slice:{self.number}"
+class _SliceWrite:
+    result: WriteResult
+    checkpointed: bool
+    """False: the slice is no longer this replica's to move on (lease lost, or moved on elsewhere)."""
 
 
 @dataclass(frozen=True)
@@ -59,30 +54,22 @@ def reembed(docs: Sequence[StoredDocument], target: IndexBinding) -> WriteResult
     """
     if not docs:
         return WriteResult()
-    vectors = target.embedder.embed([d.text for d in docs])
-    records = [
-        IndexRecord(d.id, d.version, d.text, d.metadata, v) for d, v in zip(docs, vectors, strict=True)
-    ]
-    return target.index.upsert(records)
+    return target.index.upsert(embed_records(docs, target.embedder))
 
 
-def plan_slices(source: IndexBinding, slice_size: int) -> list[Slice]:
-    """Cuts the source's id space into ranges of about `slice_size` documents; the last range is open."""
-    bounds: list[str] = []
-    after: str | None = None
-    while True:
-        page = source.index.scan(after, slice_size)
-        if len(page) < slice_size:
-            break
-        after = page[-1].id
-        bounds.append(after)
-    lows: list[str | None] = [None, *bounds]
-    highs: list[str | None] = [*bounds, None]
-    return [Slice(n, lo, hi, lo) for n, (lo, hi) in enumerate(zip(lows, highs, strict=True))]
+def embed_records(docs: Sequence[StoredDocument], embedder: Embedder) -> list[IndexRecord]:
+    """Each document at its own version, with its text embedded by `embedder`."""
+    if not docs:
+        return []
+    vectors = embedder.embed([d.text for d in docs])
+    return [IndexRecord(d.id, d.version, d.text, d.metadata, v) for d, v in zip(docs, vectors, strict=True)]
 
 
 class Backfiller:
-    """One replica's share of the backfill; `step()` does one batch of work and is safe to call from a loop."""
+    """One replica's share of the backfill; `step()` does one batch of work and is safe to call from a loop.
+
+    Not for several threads at once: one worker steps it (its write stage has a thread of its own inside).
+    """
 
     def __init__(
         self,
@@ -100,9 +87,9 @@ class Backfiller:
         may_continue: Callable[[], bool] = lambda: True,
         on_moved: Callable[[Sequence[StoredDocument]], None] = lambda docs: None,
     ) -> None:
-        """`may_continue` is asked while waiting for the throttle: False (paused, stopping) ends the step
-        without a batch. `on_moved` is called with each finished slice batch (the storage policy retires
-        their old copies)."""
+        """`may_continue` is asked while waiting for the throttle and between a slice batch's two stages:
+        False (paused, stopping) ends the step without starting another stage. `on_moved` is called with each
+        written slice batch (the storage policy retires their old copies)."""
         self.source = source
         self.target = target
         self.store = store
@@ -117,6 +104,10 @@ class Backfiller:
         self._on_moved = on_moved
         self.local_reembedded = 0
         """Documents this replica wrote to the target (for proving replicas split the work)."""
+        self._ahead: WriteBehind[SliceBatch, _SliceWrite] = WriteBehind()
+        self._reading: Slice | None = None
+        """The slice being read ahead of its checkpoint, as it stands once every embedded batch is written
+        (None: pick the next slice to lease)."""
 
     # -- plan ------------------------------------------------------------------------------------------
 
@@ -130,14 +121,14 @@ class Backfiller:
             if not self.slices():
                 planned = plan_slices(self.source, self.slice_size)
                 self.store.set_fields(PROGRESS_KEY, {"total": str(self.source.index.count())})
-                self.store.set_fields(SLICES_KEY, {str(s.number): _dump(s) for s in planned})
+                self.store.set_fields(SLICES_KEY, {s.field(): dump_slice(s) for s in planned})
         finally:
             self.store.release_lease(PLAN_LEASE, self.owner)
         return self.slices()
 
     def slices(self) -> list[Slice]:
         raw = self.store.get_fields(SLICES_KEY)
-        return sorted((_load(v) for v in raw.values()), key=lambda s: s.number)
+        return sorted((load_slice(v) for v in raw.values()), key=lambda s: s.number)
 
     # -- work ------------------------------------------------------------------------------------------
 
@@ -158,18 +149,17 @@ class Backfiller:
         processed, written = self._drain_lazy()
         if processed:
             return StepResult("lazy", processed + checked, written)
-        if include_slices:
-            for slice_ in self.ensure_plan():
-                if not slice_.finished and self.store.try_lease(
-                    slice_.lease_name(), self.owner, self.lease_ttl_s
-                ):
-                    result = self._slice_batch(slice_)
-                    return replace(result, processed=result.processed + checked)
+        if include_slices and (result := self._slice_step()) is not None:
+            return replace(result, processed=result.processed + checked)
         return StepResult("repair", checked, 0) if checked else StepResult("idle", 0, 0)
 
     def complete(self) -> bool:
         slices = self.slices()
         return bool(slices) and all(s.finished for s in slices)
+
+    def close(self) -> None:
+        """Ends the write stage's thread once the worker has stopped stepping."""
+        self._ahead.close()
 
     def _await_turn(self) -> tuple[bool, int, int]:
         """Waits until the throttle lets the next batch start, draining repairs meanwhile.
@@ -205,8 +195,15 @@ class Backfiller:
         if not ids:
             return 0, 0
         docs = self._needing_reembed(self.source.index.get(ids))
-        written = self._write(docs)
-        self.throttle.record_batch(len(ids), len(docs), self._clock() - started)
+        # A document embedded and waiting in the pipeline at this version goes now with the vector it has: hot
+        # documents must not wait for the slice step (queries would keep asking for them), nor be embedded twice.
+        ready = {(r.id, r.version): r for b in self._ahead.waiting() for r in b.records}
+        to_embed = [d for d in docs if (d.id, d.version) not in ready]
+        records = [ready[d.id, d.version] for d in docs if (d.id, d.version) in ready]
+        records += embed_records(to_embed, self.target.embedder)
+        written = len(self.target.index.upsert(records).written) if records else 0
+        self.local_reembedded += written
+        self.throttle.record_batch(len(ids), len(to_embed), self._clock() - started)
         return len(ids), written
 
     def drain_repairs(self) -> tuple[int, int]:
@@ -272,26 +269,109 @@ class Backfiller:
             secondary.index.delete(deleted, version)
         return waiting, written
 
-    def _slice_batch(self, slice_: Slice) -> StepResult:
+    # -- slices, pipelined ----------------------------------------------------------------------------
+
+    def _slice_step(self) -> StepResult | None:
+        """Writes the oldest embedded slice batch while embedding the next; None when no slice has work here.
+
+        With nothing embedded yet (the first batch, after a failed embedding, or once a lost slice's batches
+        were dropped) it embeds one first, so every step writes a batch as before the stages overlapped.
+        """
         started = self._clock()
+        embedded: list[SliceBatch] = []
+        if not self._ahead.waiting():
+            first = self._embed_next()
+            if first is None:
+                return None
+            self._ahead.push(first)
+            embedded.append(first)
+            if not self._may_continue():
+                # Paused or stopping between the stages: the batch waits, embedded, for the next step.
+                self._record(embedded, None, started)
+                return StepResult("slice", 0, 0)
+        beat = self._ahead.beat(self._write_batch, self._embed_next)
+        if beat.embedded is not None:
+            embedded.append(beat.embedded)
+        written = 0
+        if beat.written is not None and beat.result is not None:
+            written = len(beat.result.result.written)
+            self.local_reembedded += written
+            if not beat.result.checkpointed:
+                self._forget_slice(beat.written.checkpoint.number)
+            # Here rather than on the write thread: a failure retiring old copies must not send back a batch
+            # that is written and checkpointed.
+            self._on_moved(beat.written.docs)
+        if beat.error is not None:
+            raise beat.error
+        self._record(embedded, beat.written, started)
+        return StepResult("slice", len(beat.written.docs) if beat.written else 0, written)
+
+    def _record(self, embedded: Sequence[SliceBatch], written: SliceBatch | None, started: float) -> None:
+        # The step's wall time, from its first stage's start to its last one's end, with the overlap counted
+        # once: the duty is a share of time, and what the queries meet is a burst of backfill work that long
+        # (its batch time too). Summing the stages would rest the pipeline as if they ran one after the other;
+        # if the heavier burst costs the queries more, their p99 lowers the duty. The rate limit counts every
+        # document embedded in the step, from the step's start.
+        last = embedded[-1] if embedded else written
+        scanned = last.scanned if last is not None else 0
+        self.throttle.record_batch(scanned, sum(len(b.records) for b in embedded), self._clock() - started)
+
+    def _embed_next(self) -> SliceBatch | None:
+        """Reads and embeds the next page of the slice being read, or of the next slice this replica can lease.
+
+        The embedding stage: runs on the step's thread while the write thread writes the batch before.
+        """
+        slice_ = self._slice_to_read()
+        if slice_ is None:
+            return None
         size = self._batch_size()
         page = self.source.index.scan(slice_.cursor, size)
         in_range = [d for d in page if slice_.until is None or d.id <= slice_.until]
         finished = len(in_range) < len(page) or len(page) < size
-        docs = self._needing_reembed(in_range)
-        written = self._write(docs)
-        cursor = in_range[-1].id if in_range else slice_.cursor
-        updated = Slice(
-            slice_.number, slice_.after, slice_.until, cursor, slice_.done + len(in_range), finished
+        records = embed_records(self._needing_reembed(in_range), self.target.embedder)
+        checkpoint = slice_.advanced(in_range, finished)
+        self._reading = None if finished else checkpoint
+        return SliceBatch(slice_, checkpoint, tuple(in_range), tuple(records), len(page))
+
+    def _slice_to_read(self) -> Slice | None:
+        """The slice being read, its lease renewed, else the first unfinished one not yet read out here."""
+        if self._reading is not None:
+            if self.store.try_lease(self._reading.lease_name(), self.owner, self.lease_ttl_s):
+                return self._reading
+            # Another replica took it over. What waits of it is dropped when its checkpoint is refused (not
+            # here: this runs during a beat, whose batches are the write thread's until it ends).
+            self._reading = None
+        read_out = {b.checkpoint.number for b in self._ahead.waiting()}
+        for slice_ in self.ensure_plan():
+            if (
+                not slice_.finished
+                and slice_.number not in read_out
+                and self.store.try_lease(slice_.lease_name(), self.owner, self.lease_ttl_s)
+            ):
+                return slice_
+        return None
+
+    def _write_batch(self, batch: SliceBatch) -> _SliceWrite:
+        """Writes an embedded batch and checkpoints its slice: the write stage, on the write thread."""
+        result = self.target.index.upsert(batch.records) if batch.records else WriteResult()
+        slice_ = batch.checkpoint
+        # Checkpoint only while holding the lease, and only from the cursor this batch was read after: a
+        # replica that lost the slice, even for a while (a throttle rest longer than the lease), must not move
+        # its cursor, least of all back over what another replica did meanwhile.
+        checkpointed = self.store.try_lease(
+            slice_.lease_name(), self.owner, self.lease_ttl_s
+        ) and self.store.compare_and_set_field(
+            SLICES_KEY, slice_.field(), dump_slice(batch.base), dump_slice(slice_)
         )
-        # Checkpoint only while still holding the lease: a replica that lost it must not move the cursor.
-        if self.store.try_lease(slice_.lease_name(), self.owner, self.lease_ttl_s):
-            self.store.set_fields(SLICES_KEY, {str(slice_.number): _dump(updated)})
-        if finished:
+        if slice_.finished:
             self.store.release_lease(slice_.lease_name(), self.owner)
-        self._on_moved(in_range)
-        self.throttle.record_batch(len(page), len(docs), self._clock() - started)
-        return StepResult("slice", len(in_range), written)
+        return _SliceWrite(result, checkpointed)
+
+    def _forget_slice(self, number: int) -> None:
+        """Drops what was read ahead in a slice this replica no longer works: it goes on from its checkpoint."""
+        self._ahead.forget(lambda batch: batch.checkpoint.number == number)
+        if self._reading is not None and self._reading.number == number:
+            self._reading = None
 
     def _needing_reembed(self, docs: Sequence[StoredDocument]) -> list[StoredDocument]:
         """Skips documents the target already holds at this version (dual-written or moved lazily)."""
@@ -312,11 +392,3 @@ class Backfiller:
         total = int(total_field) if total_field else self.source.index.count()
         # Documents added after planning land in the open last slice; never report done > total.
         return done, max(total, done)
-
-
-def _dump(slice_: Slice) -> str:
-    return json.dumps(asdict(slice_))
-
-
-def _load(raw: str) -> Slice:
-    return Slice(**json.loads(raw))

@@ -204,5 +204,6 @@ class MigrationController:
 
     def stop_worker(self, timeout_s: float = 10.0) -> None:
         self._worker.stop(timeout_s)
+        self.backfiller.close()
         if self._backfill_embedder is not None:
             self._backfill_embedder.close()

@@ -100,7 +100,10 @@ class StorageTracker:
     def retire(self, docs: Sequence[StoredDocument]) -> int:
         """Deletes the old copies of `docs` that the new index holds at the same or a newer version."""
         held = self.new.index.versions([d.id for d in docs])
-        movable = [d.id for d in docs if held.get(d.id, -1) >= d.version]
+        moved = [d.id for d in docs if held.get(d.id, -1) >= d.version]
+        # Only copies still there count: the backfill hands over batches it read a step earlier (its stages
+        # overlap), which the sweep may have retired meanwhile, and a copy retired twice must not count twice.
+        movable = [d.id for d in self.old.index.get(moved)] if moved else []
         if movable:
             # A fresh version: the tombstone must be newer than the copy it removes (version compare-and-set).
             self.old.index.delete(movable, self._next_versions(1))

@@ -201,7 +201,8 @@ class AdaptiveThrottle:
     def record_batch(self, scanned: int, embedded: int, work_s: float) -> None:
         """A batch looked at `scanned` documents, re-embedded `embedded` of them and took `work_s` seconds,
         ending now; the rest it owes to its duty and the wait it owes to the rate limit (which counts
-        re-embedded documents) follow from that."""
+        re-embedded documents) follow from that. `work_s` is wall time: where the backfill's stages overlap
+        (one batch written while the next is embedded), a second of both counts once."""
         with self._lock:
             now, work_s = self._clock(), max(work_s, 0.0)
             self._last_size = scanned
