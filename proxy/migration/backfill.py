@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from proxy.core.binding import IndexBinding
+from proxy.core.errors import Unavailable
 from proxy.core.model import IndexRecord, StoredDocument, WriteResult
 from proxy.core.ports import Embedder, StateStore
 from proxy.migration.pipeline import WriteBehind
@@ -158,8 +160,16 @@ class Backfiller:
         return bool(slices) and all(s.finished for s in slices)
 
     def close(self) -> None:
-        """Ends the write stage's thread once the worker has stopped stepping."""
+        """Ends the write stage's thread once the worker has stopped stepping, and hands back the slice leases
+        this replica holds: a restarted sidecar has a new owner id and would otherwise wait out the lease
+        before it resumes those slices from their checkpoints."""
         self._ahead.close()
+        held = [b.checkpoint for b in self._ahead.waiting()]
+        if self._reading is not None:
+            held.append(self._reading)
+        with suppress(Unavailable):  # a store that is down lets the leases expire on their own
+            for slice_ in held:
+                self.store.release_lease(slice_.lease_name(), self.owner)
 
     def _await_turn(self) -> tuple[bool, int, int]:
         """Waits until the throttle lets the next batch start, draining repairs meanwhile.

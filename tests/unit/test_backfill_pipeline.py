@@ -308,3 +308,16 @@ def test_an_old_copy_handed_over_after_the_sweep_retired_it_counts_once(rig: _Ri
     assert tracker.retire(batch[:3]) == 3  # the sweep
     assert tracker.retire(batch) == 2  # the batch, handed over afterwards
     assert tracker.retired_count() == 5 and source.index.count() == len(rig.ids) - 5
+
+
+def test_closing_hands_back_the_slice_lease_so_a_restarted_replica_resumes_at_once(rig: _Rig) -> None:
+    lease = Slice(0, None, None, None).lease_name()
+    rig.backfiller.step()
+    rig.backfiller.step()
+    assert rig.store.lease_owner(lease) == "replica-1"
+    written = rig.in_target()
+    rig.backfiller.close()
+    assert rig.store.lease_owner(lease) is None
+    # A new owner id, as a restarted sidecar has: it takes the slice now, not after the lease's TTL.
+    assert rig.store.try_lease(lease, "replica-2", 60.0)
+    assert rig.slice0().cursor == written[-1]
