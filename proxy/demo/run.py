@@ -108,14 +108,7 @@ def demo_config(data_dir: Path, port: int, plan: DemoPlan) -> dict[str, Any]:
                 "migration": {
                     "old_index": "tickets-old",
                     "new_index": "tickets-new",
-                    # The restart below stops tickets mid-backfill; the restarted sidecar is a new lease owner
-                    # and takes the slice over once the old process's lease expires: after 2 s, not 15.
-                    "backfill": {
-                        "batch_size": 10,
-                        "rate_limit": plan.ticket_rate,
-                        "slice_size": 500,
-                        "lease_ttl_s": 2,
-                    },
+                    "backfill": {"batch_size": 10, "rate_limit": plan.ticket_rate, "slice_size": 500},
                 },
             },
         },
