@@ -48,6 +48,8 @@ class BaseCorpus:
     @cached_property
     def query_vectors_file(self) -> Path:
         """hash-a embeddings of the query texts: the caller-supplied vectors of the vector-query phases."""
+        # The root exists already when a section built index A first; the pgvector section builds none.
+        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "query-vectors.npy"
         np.save(path, embedded_vectors(self.old_embedder, self.query_texts))
         return path

@@ -45,7 +45,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _errors(measured: Iterable[tuple[str, LatencySummary]]) -> str:
+def failure_notes(measured: Iterable[tuple[str, LatencySummary]]) -> str:
     """A note under a table for every measurement where calls failed: failures are results too."""
     notes = [
         f"\n\n**{name}: {m.errors:,} of {m.errors + m.count:,} calls failed** (first: `{m.first_error}`)."
@@ -55,7 +55,7 @@ def _errors(measured: Iterable[tuple[str, LatencySummary]]) -> str:
     return "".join(notes)
 
 
-def _missing(run: BenchRun, section: str) -> str | None:
+def missing_note(run: BenchRun, section: str) -> str | None:
     if section in run.errors:
         return f"**Failed in this run:** `{run.errors[section]}`"
     if section not in run.settings.sections:
@@ -68,7 +68,7 @@ def _missing(run: BenchRun, section: str) -> str | None:
 
 def overhead_section(run: BenchRun) -> str:
     title = "## 1. Proxy overhead"
-    missing = _missing(run, "overhead")
+    missing = missing_note(run, "overhead")
     if missing or run.overhead is None:
         return f"{title}\n\n{missing}"
     r = run.overhead
@@ -110,7 +110,7 @@ def overhead_section(run: BenchRun) -> str:
         "server CPU ms/query (bare / sidecar)",
         f"p50 <= {overhead.TARGET_P50_RATIO}",
     ]
-    failures = _errors(
+    failures = failure_notes(
         (f"{side}, {x.concurrency} client(s)", m)
         for x in r.rows
         for side, m in (("bare", x.baseline), ("sidecar", x.sidecar))
@@ -120,7 +120,7 @@ def overhead_section(run: BenchRun) -> str:
 
 def fanout_section(run: BenchRun) -> str:
     title = "## 2. Fan-out"
-    missing = _missing(run, "fanout")
+    missing = missing_note(run, "fanout")
     if missing or run.fanout is None:
         return f"{title}\n\n{missing}"
     r = run.fanout
@@ -160,7 +160,7 @@ def fanout_section(run: BenchRun) -> str:
         "dual / slower leg p50",
         f"<= {fanout.TARGET_P50_RATIO}",
     ]
-    failures = _errors(
+    failures = failure_notes(
         (f"{mode}, {x.concurrency} client(s)", getattr(x, mode)) for x in r.rows for mode in fanout.MODES
     )
     return f"{title}\n\n{intro}\n\n{table(header, rows)}{failures}"
@@ -168,7 +168,7 @@ def fanout_section(run: BenchRun) -> str:
 
 def backfill_section(run: BenchRun) -> str:
     title = "## 3. Backfill"
-    missing = _missing(run, "backfill")
+    missing = missing_note(run, "backfill")
     if missing or run.backfill is None:
         return f"{title}\n\n{missing}"
     r = run.backfill
@@ -271,7 +271,7 @@ def backfill_section(run: BenchRun) -> str:
         " the backfill to outlast the busy phases."
     )
     notes = "".join(f"\n\n_{n}_" for n in r.notes)
-    notes += _errors(
+    notes += failure_notes(
         (f"{v.model}, {name}", m)
         for v in r.variants
         for name, m in (("idle", v.throttled.idle), ("busy", v.throttled.busy))
@@ -281,7 +281,7 @@ def backfill_section(run: BenchRun) -> str:
 
 def recall_section(run: BenchRun) -> str:
     title = "## 4. Recall@10 against a full re-index"
-    missing = _missing(run, "recall")
+    missing = missing_note(run, "recall")
     if missing or run.recall is None:
         return f"{title}\n\n{missing}"
     r = run.recall
@@ -310,7 +310,7 @@ def _real_recall(r: RecallResult) -> str:
 
 def storage_section(run: BenchRun) -> str:
     title = "## 5. Storage"
-    missing = _missing(run, "storage")
+    missing = missing_note(run, "storage")
     if missing or run.storage is None:
         return f"{title}\n\n{missing}"
     r = run.storage
@@ -351,7 +351,7 @@ def storage_section(run: BenchRun) -> str:
 
 def scale_section(run: BenchRun) -> str:
     title = "## 6. Scale"
-    missing = _missing(run, "scale")
+    missing = missing_note(run, "scale")
     if missing or run.scale is None:
         return f"{title}\n\n{missing}"
     r = run.scale
@@ -397,7 +397,7 @@ def scale_section(run: BenchRun) -> str:
         ["vectors", "build s (vectors, upsert, save graph)", "copy A to B s", "sidecar open s"],
         [[f"{x.size:,}", f"{x.build_s:.1f}", f"{x.copy_s:.1f}", f"{x.open_s:.1f}"] for x in r.rows],
     )
-    failures = _errors(
+    failures = failure_notes(
         (f"{x.size:,} vectors, {name}", m)
         for x in r.rows
         for name, m in (
@@ -413,7 +413,7 @@ def scale_section(run: BenchRun) -> str:
 
 def collections_section(run: BenchRun) -> str:
     title = "## 7. Collections"
-    missing = _missing(run, "collections")
+    missing = missing_note(run, "collections")
     if missing or run.collections is None:
         return f"{title}\n\n{missing}"
     r = run.collections
@@ -460,7 +460,7 @@ def collections_section(run: BenchRun) -> str:
         f"p50 <= {second_collection.TARGET_P50_RATIO}",
         "p50 ratio per round",
     ]
-    failures = _errors(
+    failures = failure_notes(
         (f"{side}, {x.concurrency} client(s)", m)
         for x in r.rows
         for side, m in (("one", x.one), ("two", x.two))

@@ -11,6 +11,7 @@ from proxy.bench.backfill import BUDGET_OVER_IDLE, BackfillResult
 from proxy.bench.fanout import FanoutResult
 from proxy.bench.machine import Machine
 from proxy.bench.overhead import OverheadResult
+from proxy.bench.pgvector import PgvectorResult
 from proxy.bench.recall import RecallRow
 from proxy.bench.scale import ScaleResult
 from proxy.bench.second_collection import CollectionsResult
@@ -65,6 +66,7 @@ class BenchRun:
     storage: StorageResult | None = None
     scale: ScaleResult | None = None
     collections: CollectionsResult | None = None
+    pgvector: PgvectorResult | None = None
     section_s: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -110,7 +112,29 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         figures[f"collections_p99_ratio_c{c}"] = collections_row.p99_ratio
         figures[f"collections_one_p50_ms_c{c}"] = collections_row.one.p50_ms
         figures[f"collections_two_p50_ms_c{c}"] = collections_row.two.p50_ms
+    if run.pgvector is not None:
+        figures |= pgvector_figures(run.pgvector)
     return {name: _finite(value) for name, value in figures.items()}
+
+
+def pgvector_figures(result: PgvectorResult) -> dict[str, float | None]:
+    """The pgvector section's figures: each ratio of a target, and the two sides it divides."""
+    figures: dict[str, float | None] = {}
+    for row in result.query.rows:
+        c = row.concurrency
+        figures[f"pgvector_p50_ratio_c{c}"] = row.p50_ratio
+        figures[f"pgvector_qps_ratio_c{c}"] = row.qps_ratio
+        figures[f"pgvector_cpu_ceiling_ratio_c{c}"] = row.ceiling_ratio
+        figures[f"pgvector_direct_p50_ms_c{c}"] = row.direct.p50_ms
+        figures[f"pgvector_sidecar_p50_ms_c{c}"] = row.sidecar.p50_ms
+        figures[f"pgvector_direct_qps_c{c}"] = row.direct.qps
+        figures[f"pgvector_sidecar_qps_c{c}"] = row.sidecar.qps
+    for method in result.writes.methods:
+        figures[f"pgvector_write_rows_per_s_{method.name}"] = method.rows_per_s
+    figures["pgvector_write_ratio"] = result.writes.ratio
+    figures["pgvector_backfill_docs_per_s"] = result.backfill.backfill_docs_per_s
+    figures["pgvector_backfill_ratio"] = result.backfill.ratio
+    return figures
 
 
 def recall_curve(run: BenchRun, strategy: str = "calibrated") -> list[list[float]] | None:

@@ -19,6 +19,7 @@ from proxy.bench.base import BaseCorpus
 from proxy.bench.fanout import run_fanout
 from proxy.bench.machine import describe_machine, load_average
 from proxy.bench.overhead import run_overhead
+from proxy.bench.pgvector import run_pgvector
 from proxy.bench.recall import REAL_QUERIES, real_model_table, recall_table
 from proxy.bench.report import render
 from proxy.bench.results import BaseLoad, BenchRun, RealModelRecall, RecallResult, to_json
@@ -66,6 +67,8 @@ def _run_sections(run: BenchRun, settings: BenchSettings, base: BaseCorpus, root
         run.scale = _timed(run, "scale", lambda: run_scale(settings, root))
     if "collections" in wanted:
         run.collections = _timed(run, "collections", lambda: run_collections(settings, base, root))
+    if "pgvector" in wanted:
+        run.pgvector = _timed(run, "pgvector", lambda: run_pgvector(settings, base, root))
 
 
 def _timed(run: BenchRun, name: str, section: Callable[[], T]) -> T | None:

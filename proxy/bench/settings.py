@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SECTIONS = ("overhead", "fanout", "backfill", "recall", "storage", "scale", "collections")
+SECTIONS = ("overhead", "fanout", "backfill", "recall", "storage", "scale", "collections", "pgvector")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,14 @@ class BenchSettings:
     """Concurrent clients of the collections section (its own: it compares at 1 and at 8)."""
     collection_rounds: int
     """Rounds of the collections section: its target is tight (5%), so it samples longer than the others."""
+    pg_clients: tuple[int, ...]
+    """Concurrent clients of the pgvector section's queries (its targets are at 1 and at 8)."""
+    pg_write_docs: int
+    """Documents each write method of the pgvector section writes (its query table holds `corpus` rows)."""
+    pg_write_rounds: int
+    """The write methods take turns this many times, each writing its share of the documents per turn."""
+    pg_backfill_docs: int
+    """Documents in the old table of the pgvector section's pgvector -> pgvector backfill."""
     sections: tuple[str, ...] = SECTIONS
 
     def scale_dim(self, size: int) -> int:
@@ -79,6 +87,10 @@ FULL = BenchSettings(
     collection_docs=3_000,
     collection_clients=(1, 8),
     collection_rounds=10,
+    pg_clients=(1, 8),
+    pg_write_docs=5_000,
+    pg_write_rounds=5,
+    pg_backfill_docs=5_000,
 )
 
 QUICK = replace(
@@ -102,4 +114,7 @@ QUICK = replace(
     real_recall=False,
     collection_docs=200,
     collection_rounds=1,
+    pg_write_docs=200,
+    pg_write_rounds=1,
+    pg_backfill_docs=200,
 )

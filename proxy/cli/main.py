@@ -137,7 +137,8 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     bench = commands.add_parser(
         "bench",
-        help="measure overhead, fan-out, backfill, recall, storage and scale; write BENCHMARKS.md/json",
+        help="measure overhead, fan-out, backfill, recall, storage, scale, collections and pgvector;"
+        " write BENCHMARKS.md/json",
     )
     bench.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not a measurement")
     bench.add_argument(
@@ -145,7 +146,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument(
         "--sections",
-        help="comma-separated subset of: overhead,fanout,backfill,recall,storage,scale,collections",
+        help="comma-separated subset of: overhead,fanout,backfill,recall,storage,scale,collections,pgvector"
+        " (pgvector needs PostgreSQL with pgvector on this machine: PGVECTOR_DSN, else"
+        " scripts/ensure-pgvector.sh of a source checkout)",
     )
     bench.add_argument(
         "--real-model",

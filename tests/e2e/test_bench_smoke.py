@@ -1,6 +1,7 @@
 """`switchyard bench --quick` end to end: every section runs and reports sane, non-zero figures.
 
-No timing thresholds: this proves the benchmark works, not how fast anything is.
+No timing thresholds: this proves the benchmark works, not how fast anything is. The pgvector section needs
+PostgreSQL with pgvector, found as the bench finds it (PGVECTOR_DSN, else scripts/ensure-pgvector.sh).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ HEADINGS = (
     "## 5. Storage",
     "## 6. Scale",
     "## 7. Collections",
+    "## 8. pgvector",
 )
 AGREED_KEYS = (
     "embed_docs_per_s",
@@ -95,3 +97,39 @@ def test_collections_section_reports_the_ratio_against_its_target(
         )
     assert "`switchyard bench --sections collections`" in section
     assert "Collections: two (one idle) / one, p50, 8 client(s)" in report
+
+
+def test_pgvector_section_measured_both_paths_and_every_write_method(
+    bench_output: tuple[str, dict[str, Any]],
+) -> None:
+    pg = bench_output[1]["run"]["pgvector"]
+    query = pg["query"]
+    # Both paths ran the same search: otherwise their latencies compare nothing.
+    assert query["identical_hits"] == query["checked_queries"] > 0
+    assert [row["concurrency"] for row in query["rows"]] == [1, 8]
+    for row in query["rows"]:
+        for side in ("direct", "sidecar"):
+            assert row[side]["count"] > 0 and row[side]["errors"] == 0, side
+        assert row["sidecar_cpu"]["sidecar_ms"] > 0 and row["direct_cpu"]["sidecar_ms"] == 0
+        assert row["direct_cpu"]["total_ms"] > 0 and row["ceiling_ratio"] > 0
+    assert pg["server"]["cpu_measured"] is True
+    methods = {m["name"]: m for m in pg["writes"]["methods"]}
+    assert set(methods) == {"sidecar", "executemany", "copy"}
+    assert all(m["rows"] > 0 and m["rows_per_s"] > 0 for m in methods.values())
+    backfill = pg["backfill"]
+    assert backfill["backfill_docs_per_s"] > 0 and backfill["embed_docs_per_s"] > 0
+    assert backfill["write_method"] in ("executemany", "copy")
+
+
+def test_pgvector_section_reports_each_target_with_its_arithmetic(
+    bench_output: tuple[str, dict[str, Any]],
+) -> None:
+    report, data = bench_output
+    ratios = ("p50_ratio_c1", "qps_ratio_c8", "write_ratio", "backfill_ratio")
+    for key in (f"pgvector_{name}" for name in ratios):
+        assert data[key] is not None and data[key] > 0, key
+    section = report.split("## 8. pgvector", 1)[1].split("\n## ", 1)[0]
+    verdicts = re.findall(r"^- target: .* ([<>]= [0-9.]+): [0-9.]+, (pass|\*\*miss\*\*)\.", section, re.M)
+    assert [goal for goal, _ in verdicts] == ["<= 1.3", ">= 0.6", ">= 0.9", ">= 0.9"]
+    assert "a ceiling of" in section and "ms/row" in section and "ms/doc" in section
+    assert "pgvector QPS, sidecar / direct SQL, 8 clients" in report.split("## 1.", 1)[0]
