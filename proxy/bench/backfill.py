@@ -11,6 +11,7 @@ backfill runs with `latency_budget_ms` set, alternating pause/resume so both see
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,10 @@ def measure_throughput(
     sidecar, _ = start_sidecar(config, workdir)
     try:
         with sidecar.client() as client:
-            rate, wall, samples, started = _run_to_completion(client, data_dir)
+            samples: list[StorageSample] = []
+            rate, wall, started = run_to_completion(
+                client, lambda started: samples.append(storage_sample(data_dir, started))
+            )
             if settle:
                 samples += _settle(client, data_dir, started)
             storage = status(client).storage
@@ -269,16 +273,16 @@ def raw_embed_rate(new_model: dict[str, Any], texts: list[str], batch: int) -> f
     return sum(len(b) for b in timed) / (time.perf_counter() - started)
 
 
-def _run_to_completion(
-    client: SwitchyardClient, data_dir: Path
-) -> tuple[float, float, list[StorageSample], float]:
-    """Starts the backfill and polls it to the end; docs/s is counted from the first progress on."""
+def run_to_completion(
+    client: SwitchyardClient, on_poll: Callable[[float], object] = lambda started: None
+) -> tuple[float, float, float]:
+    """Starts the backfill and polls it to the end: (docs/s counted from the first progress on, wall time,
+    perf_counter at the start); `on_poll(started)` runs before each status read (a storage sample)."""
     started = time.perf_counter()
     start_migration(client)
-    samples: list[StorageSample] = []
     first: tuple[float, int] | None = None
     while time.perf_counter() - started < _COMPLETE_TIMEOUT_S:
-        samples.append(storage_sample(data_dir, started))
+        on_poll(started)
         progress = status(client).backfill
         now = time.perf_counter()
         if first is None and progress.done > 0:
@@ -288,7 +292,7 @@ def _run_to_completion(
             elapsed = now - first[0]
             # A backfill done within one poll has no interval to divide by: fall back to the wall time.
             rate = (progress.done - first[1]) / elapsed if elapsed > 0.5 else progress.done / (now - started)
-            return rate, now - started, samples, started
+            return rate, now - started, started
         time.sleep(0.1)
     raise TimeoutError(f"backfill not complete after {_COMPLETE_TIMEOUT_S:.0f}s")
 

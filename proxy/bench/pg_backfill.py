@@ -6,14 +6,13 @@ of `pg_writes`, measured in the same run). A backfill can go no faster than the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from proxy.bench.backfill import raw_embed_rate
+from proxy.bench.backfill import raw_embed_rate, run_to_completion
 from proxy.bench.cpu import PhaseCpu
 from proxy.bench.pg_server import (
     GraphParams,
@@ -32,18 +31,13 @@ from proxy.bench.sidecars import (
     backfill_settings,
     ensure_running,
     model_config,
-    start_migration,
     start_sidecar,
-    status,
 )
 from proxy.bench.stats import ratio
-from proxy.cli.client import SwitchyardClient
 from proxy.demo.corpus import CorpusDoc
 
 TARGET_BACKFILL_RATIO = 0.9
 """Backfill docs/s over min(raw embed docs/s, the database's write rows/s)."""
-_COMPLETE_TIMEOUT_S = 1800.0
-_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -126,7 +120,7 @@ def run_backfill(
         cpu = PhaseCpu(sidecar.process.pid, server.dsn)
         cpu.start()
         with sidecar.client() as client:
-            rate, wall = _to_completion(client)
+            rate, wall, _ = run_to_completion(client)
         spent = cpu.stop()
         ensure_running(sidecar)
     finally:
@@ -147,23 +141,3 @@ def run_backfill(
         spent.server_s,
         spent.db_s,
     )
-
-
-def _to_completion(client: SwitchyardClient) -> tuple[float, float]:
-    """Starts the backfill and polls it to the end: docs/s from the first progress on, and the wall time."""
-    started = time.perf_counter()
-    start_migration(client)
-    first: tuple[float, int] | None = None
-    while time.perf_counter() - started < _COMPLETE_TIMEOUT_S:
-        progress = status(client).backfill
-        now = time.perf_counter()
-        if first is None and progress.done > 0:
-            first = (now, progress.done)
-        if progress.complete:
-            assert first is not None
-            elapsed = now - first[0]
-            # A backfill done within one poll has no interval to divide by: fall back to the wall time.
-            rate = (progress.done - first[1]) / elapsed if elapsed > 0.5 else progress.done / (now - started)
-            return rate, now - started
-        time.sleep(_POLL_S)
-    raise TimeoutError(f"backfill not complete after {_COMPLETE_TIMEOUT_S:.0f}s")

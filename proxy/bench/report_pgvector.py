@@ -10,10 +10,10 @@ from proxy.bench import pg_backfill, pg_writes, pgvector
 from proxy.bench.pgvector import CpuPerQuery, PgQueryRow, PgvectorResult
 from proxy.bench.report_sections import (
     failure_notes,
-    fmt_ms,
     fmt_rate,
     fmt_ratio,
     missing_note,
+    side_by_side_cells,
     table,
     verdict,
 )
@@ -63,16 +63,7 @@ def _intro(r: PgvectorResult) -> str:
 def _queries(r: PgvectorResult) -> str:
     rows = [
         [
-            str(x.concurrency),
-            fmt_ms(x.direct.p50_ms),
-            fmt_ms(x.direct.p99_ms),
-            fmt_rate(x.direct.qps),
-            fmt_ms(x.sidecar.p50_ms),
-            fmt_ms(x.sidecar.p99_ms),
-            fmt_rate(x.sidecar.qps),
-            fmt_ratio(x.p50_ratio),
-            fmt_ratio(x.p99_ratio),
-            fmt_ratio(x.qps_ratio),
+            *side_by_side_cells(x.concurrency, x.direct, x.sidecar),
         ]
         for x in r.query.rows
     ]

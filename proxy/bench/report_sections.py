@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from proxy.bench import backfill, fanout, overhead, second_collection
 from proxy.bench.recall import format_table
 from proxy.bench.results import BenchRun, RecallResult
-from proxy.bench.stats import LatencySummary
+from proxy.bench.stats import LatencySummary, ratio
 
 # -- cells and tables ---------------------------------------------------------------------------------
 
@@ -26,6 +26,22 @@ def fmt_rate(value: float) -> str:
 
 def fmt_ratio(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def side_by_side_cells(concurrency: int, a: LatencySummary, b: LatencySummary) -> list[str]:
+    """The columns every side-by-side table opens with: clients, a's p50/p99/QPS, b's, and b over a."""
+    return [
+        str(concurrency),
+        fmt_ms(a.p50_ms),
+        fmt_ms(a.p99_ms),
+        fmt_rate(a.qps),
+        fmt_ms(b.p50_ms),
+        fmt_ms(b.p99_ms),
+        fmt_rate(b.qps),
+        fmt_ratio(ratio(b.p50_ms, a.p50_ms)),
+        fmt_ratio(ratio(b.p99_ms, a.p99_ms)),
+        fmt_ratio(ratio(b.qps, a.qps)),
+    ]
 
 
 def verdict(passed: bool, value: float) -> str:
@@ -81,16 +97,7 @@ def overhead_section(run: BenchRun) -> str:
     )
     rows = [
         [
-            str(x.concurrency),
-            fmt_ms(x.baseline.p50_ms),
-            fmt_ms(x.baseline.p99_ms),
-            fmt_rate(x.baseline.qps),
-            fmt_ms(x.sidecar.p50_ms),
-            fmt_ms(x.sidecar.p99_ms),
-            fmt_rate(x.sidecar.qps),
-            fmt_ratio(x.p50_ratio),
-            fmt_ratio(x.p99_ratio),
-            fmt_ratio(x.qps_ratio),
+            *side_by_side_cells(x.concurrency, x.baseline, x.sidecar),
             f"{x.baseline.server_cpu_ms_per_request:.2f} / {x.sidecar.server_cpu_ms_per_request:.2f}",
             verdict(x.passed, x.p50_ratio),
         ]
@@ -429,16 +436,7 @@ def collections_section(run: BenchRun) -> str:
     )
     rows = [
         [
-            str(x.concurrency),
-            fmt_ms(x.one.p50_ms),
-            fmt_ms(x.one.p99_ms),
-            fmt_rate(x.one.qps),
-            fmt_ms(x.two.p50_ms),
-            fmt_ms(x.two.p99_ms),
-            fmt_rate(x.two.qps),
-            fmt_ratio(x.p50_ratio),
-            fmt_ratio(x.p99_ratio),
-            fmt_ratio(x.qps_ratio),
+            *side_by_side_cells(x.concurrency, x.one, x.two),
             f"{x.one.server_cpu_ms_per_request:.2f} / {x.two.server_cpu_ms_per_request:.2f}",
             verdict(x.passed, x.p50_ratio),
             " / ".join(fmt_ratio(r) for r in x.round_ratios),
