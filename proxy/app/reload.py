@@ -34,6 +34,8 @@ def apply_reload(app: App, previous: SwitchyardConfig, updated: SwitchyardConfig
 
 def _apply_collection(running: CollectionApp, previous: Collection, updated: Collection) -> None:
     where = f"collection {running.name}"
+    if updated.serving_index != previous.serving_index:
+        log.warning("config: %s: `serving_index` changed; it takes effect after a restart", where)
     if updated.query.merge != previous.query.merge:
         running.service.set_merger(make_merger(updated.query.merge, serving=True))
     running.service.set_shadow_sample_rate(updated.query.shadow_sample_rate)
