@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,8 @@ class GraphParams:
 
 @dataclass(frozen=True)
 class PgServer:
-    dsn: str
-    """The benchmark's own database on the server."""
+    dsn: str = field(metadata={"private": True})
+    """The benchmark's own database on the server; kept out of BENCHMARKS.json (`where` is the masked form)."""
     where: str
     """The DSN, password masked, for the report."""
     server_version: str

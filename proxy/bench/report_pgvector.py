@@ -88,7 +88,11 @@ def _queries(r: PgvectorResult) -> str:
 
 
 def _cpu(r: PgvectorResult) -> str:
-    db = "PostgreSQL backends" if r.server.cpu_measured else "PostgreSQL (not on this machine: n/a)"
+    db = (
+        "PostgreSQL backends"
+        if r.server.cpu_measured
+        else "PostgreSQL (processes not visible from here: n/a)"
+    )
     rows = [
         [str(x.concurrency), path, *_cpu_cells(cpu, x), fmt_rate(measured.qps)]
         for x in r.query.rows

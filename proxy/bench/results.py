@@ -157,9 +157,14 @@ def to_json(run: BenchRun) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """Dataclasses become dicts of their fields and properties (ratios, pass/fail), recursively."""
+    """Dataclasses become dicts of their fields (but those marked `metadata={"private": True}`, such as a DSN
+    that may hold a password) and properties (ratios, pass/fail), recursively."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {
+            f.name: jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not f.metadata.get("private")
+        }
         derived = {
             name: jsonable(getattr(value, name))
             for name, attribute in vars(type(value)).items()
