@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from proxy.app.config_adopt import AdoptConfig
 from proxy.app.config_server import ServerConfig, StateConfig, StrictModel, TelemetryConfig
 from proxy.core.errors import ConfigError
 from proxy.migration.retirement import StoragePolicy
@@ -96,6 +97,8 @@ class PgVectorParams(StrictModel):
     ef_construction: Annotated[int, Field(ge=4, le=1_000)] = 64
     ef_search: Annotated[int, Field(ge=1, le=1_000)] = 40
     pool_size: Annotated[int, Field(ge=1, le=1_000)] = 8
+    adopt: AdoptConfig | None = None
+    """Serve an application's own table in place instead of a table of Switchyard's."""
 
     @model_validator(mode="after")
     def _check(self) -> PgVectorParams:
@@ -351,6 +354,33 @@ def _check_collection(collection: Collection, where: str, indexes: dict[str, Ind
     _require(m.new_index in indexes, f"{where}migration.new_index", m.new_index, indexes)
     if m.old_index == m.new_index:
         raise ValueError(f"{where}migration.new_index must differ from migration.old_index")
+    _check_adoption(m, where, indexes)
+
+
+def _adopted(index: IndexConfig) -> AdoptConfig | None:
+    return index.pgvector.adopt if index.backend == "pgvector" and index.pgvector else None
+
+
+def _check_adoption(m: MigrationConfig, where: str, indexes: dict[str, IndexConfig]) -> None:
+    """An adopted table migrates from its own vector column to a side table beside it, and keeps its rows."""
+    old, new = _adopted(indexes[m.old_index]), _adopted(indexes[m.new_index])
+    if old is None and new is None:
+        return
+    if old is None or new is None or old.table_config() != new.table_config():
+        raise ValueError(
+            f"{where}migration: an adopted table migrates in place: old_index and new_index both need"
+            " `pgvector.adopt` naming the same table and columns"
+        )
+    if old.vector_column is None or new.vector_column is not None:
+        raise ValueError(
+            f"{where}migration: the old index of an adopted table serves its `vector_column`, and the new"
+            " index has none (its vectors go to a side table)"
+        )
+    if m.storage_policy is not StoragePolicy.KEEP_OLD:
+        raise ValueError(
+            f"{where}migration.storage_policy: an adopted table keeps its rows (they are the application's);"
+            " the old vectors go at once when the migration is retired, so use keep_old"
+        )
 
 
 def _check_index_owners(collections: list[Collection]) -> None:

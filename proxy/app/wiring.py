@@ -11,6 +11,8 @@ from proxy.adapters.embedders.local_models import E5SmallEmbedder, MiniLMEmbedde
 from proxy.adapters.embedders.openai_http import OpenAIEmbedder, RetryPolicy
 from proxy.adapters.hnsw import HnswIndex
 from proxy.adapters.pgvector import PgVectorIndex
+from proxy.adapters.pgvector.adopted_index import AdoptedTableIndex
+from proxy.adapters.pgvector.side_index import SideVectorIndex
 from proxy.adapters.state.local_store import LocalStateStore
 from proxy.adapters.state.redis_store import RedisStateStore
 from proxy.app.config import (
@@ -23,9 +25,11 @@ from proxy.app.config import (
     MiniLMModelConfig,
     ModelConfig,
     OpenAIModelConfig,
+    PgVectorParams,
     PromotionConfig,
     SwitchyardConfig,
 )
+from proxy.app.config_adopt import AdoptConfig
 from proxy.app.config_server import StateConfig
 from proxy.core.binding import IndexBinding
 from proxy.core.ports import Embedder, StateStore, VectorIndex
@@ -68,6 +72,8 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
     if config.backend == "pgvector":
         pg = config.pgvector
         assert pg is not None, "IndexConfig requires the pgvector section with this backend"
+        if pg.adopt is not None:
+            return _adopted_index(name, config, pg, pg.adopt, dim)
         return PgVectorIndex(
             name,
             dim,
@@ -91,6 +97,34 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
         initial_capacity=params.initial_capacity,
         row_cache=params.row_cache,
         insert_threads=params.insert_threads,
+    )
+
+
+def _adopted_index(
+    name: str, config: IndexConfig, pg: PgVectorParams, adopt: AdoptConfig, dim: int
+) -> VectorIndex:
+    if adopt.vector_column is not None:
+        return AdoptedTableIndex(
+            name,
+            dim,
+            pg.resolved_dsn(),
+            table=adopt.table_config(),
+            vector_column=adopt.vector_column,
+            space=config.space,
+            ef_search=pg.ef_search,
+            pool_size=pg.pool_size,
+        )
+    return SideVectorIndex(
+        name,
+        dim,
+        pg.resolved_dsn(),
+        table=adopt.table_config(),
+        side_table=pg.table,
+        space=config.space,
+        hnsw_m=pg.m,
+        hnsw_ef_construction=pg.ef_construction,
+        ef_search=pg.ef_search,
+        pool_size=pg.pool_size,
     )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult
@@ -209,3 +210,61 @@ class StateStore(Protocol):
     def lease_owner(self, name: str) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """A row an application wrote directly to a table served in place, recorded by the table's trigger."""
+
+    id: str
+    version: int
+    """The row's version after the write (the trigger takes it from a sequence: later writes, higher ones)."""
+    deleted: bool
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """An index over an application's own table, which the application keeps writing directly.
+
+    Its writes bypass the proxy, so nothing dual-writes them: the feed lists every row inserted, deleted or
+    whose text changed, until the migration settles it (its new-model vector written at that version, or its
+    tombstone). Such an index refuses `upsert` and `delete`: the application owns the rows.
+    """
+
+    def pending_changes(self, limit: int) -> list[Change]:
+        """Up to `limit` unsettled changes, oldest first."""
+        ...
+
+    def settle(self, changes: Sequence[Change]) -> None:
+        """Marks changes done, each only while its row has not changed again since (its version still holds)."""
+        ...
+
+    def pending_count(self) -> int: ...
+
+    def retire_vectors(self) -> bool:
+        """Drops the old model's vectors (column and index) from the table, once traffic no longer needs them;
+        False when there was nothing left to drop."""
+        ...
+
+
+@runtime_checkable
+class CatchUp(Protocol):
+    """An index of new-model vectors beside an application's table, which can tell how far behind it is."""
+
+    def rows_behind(self) -> int:
+        """Rows of the table without a vector at their current version, plus vectors of rows since deleted."""
+        ...
+
+
+@runtime_checkable
+class KeyOrder(Protocol):
+    """An index whose `scan` orders ids other than as Python strings (an application's bigint key, say)."""
+
+    def id_key(self, doc_id: str) -> tuple[int, str]:
+        """The sort key of `doc_id` in the order of `scan`."""
+        ...
+
+
+def id_order(index: VectorIndex) -> Callable[[str], tuple[int, str]]:
+    """The sort key of `index`'s scan order: Python's string order unless the index says otherwise."""
+    return index.id_key if isinstance(index, KeyOrder) else (lambda doc_id: (0, doc_id))

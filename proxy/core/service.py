@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from proxy.core.binding import IndexBinding
-from proxy.core.errors import InvalidArgument, Unavailable
+from proxy.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from proxy.core.fanout import LegPools, LegRequest, LegResult, fan_out
 from proxy.core.merge import ScoreMerger
 from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
@@ -165,6 +165,8 @@ class VectorService:
             self._topology.record_pending(binding.name, versions)
         try:
             write(primary, primary_payload)
+        except FailedPrecondition:
+            raise  # the index refuses such writes at all (an application's own table): nothing to retry
         except Exception as exc:
             raise Unavailable(
                 f"index {primary.name!r} rejected the write: {exc}; nothing was written"

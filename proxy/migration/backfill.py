@@ -18,9 +18,11 @@ from dataclasses import dataclass, replace
 
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import Unavailable
-from proxy.core.model import IndexRecord, StoredDocument, WriteResult
-from proxy.core.ports import Embedder, StateStore
+from proxy.core.model import StoredDocument, WriteResult
+from proxy.core.ports import StateStore, id_order
+from proxy.migration.changes import ChangeFollower
 from proxy.migration.pipeline import WriteBehind
+from proxy.migration.records import embed_records
 from proxy.migration.slices import SLICES_KEY, Slice, SliceBatch, dump_slice, load_slice, plan_slices
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle
@@ -43,7 +45,7 @@ class _SliceWrite:
 @dataclass(frozen=True)
 class StepResult:
     kind: str
-    """"lazy", "repair", "slice" or "idle"."""
+    """"lazy", "repair", "changes", "slice" or "idle"."""
     processed: int
     written: int
 
@@ -57,14 +59,6 @@ def reembed(docs: Sequence[StoredDocument], target: IndexBinding) -> WriteResult
     if not docs:
         return WriteResult()
     return target.index.upsert(embed_records(docs, target.embedder))
-
-
-def embed_records(docs: Sequence[StoredDocument], embedder: Embedder) -> list[IndexRecord]:
-    """Each document at its own version, with its text embedded by `embedder`."""
-    if not docs:
-        return []
-    vectors = embedder.embed([d.text for d in docs])
-    return [IndexRecord(d.id, d.version, d.text, d.metadata, v) for d, v in zip(docs, vectors, strict=True)]
 
 
 class Backfiller:
@@ -88,10 +82,12 @@ class Backfiller:
         sleep: Callable[[float], object] = time.sleep,
         may_continue: Callable[[], bool] = lambda: True,
         on_moved: Callable[[Sequence[StoredDocument]], None] = lambda docs: None,
+        changes: ChangeFollower | None = None,
     ) -> None:
         """`may_continue` is asked while waiting for the throttle and between a slice batch's two stages:
         False (paused, stopping) ends the step without starting another stage. `on_moved` is called with each
-        written slice batch (the storage policy retires their old copies)."""
+        written slice batch (the storage policy retires their old copies). `changes`: the direct writes to an
+        application's table served in place, which are followed like lazy moves, within the throttle."""
         self.source = source
         self.target = target
         self.store = store
@@ -104,8 +100,11 @@ class Backfiller:
         self._sleep = sleep
         self._may_continue = may_continue
         self._on_moved = on_moved
+        self._changes = changes
         self.local_reembedded = 0
         """Documents this replica wrote to the target (for proving replicas split the work)."""
+        self._id_key = id_order(source.index)
+        """The source's scan order (an adopted table's bigint key is not in string order)."""
         self._ahead: WriteBehind[SliceBatch, _SliceWrite] = WriteBehind()
         self._reading: Slice | None = None
         """The slice being read ahead of its checkpoint, as it stands once every embedded batch is written
@@ -151,6 +150,9 @@ class Backfiller:
         processed, written = self._drain_lazy()
         if processed:
             return StepResult("lazy", processed + checked, written)
+        processed, written = self.follow_changes()
+        if processed:
+            return StepResult("changes", processed + checked, written)
         if include_slices and (result := self._slice_step()) is not None:
             return replace(result, processed=result.processed + checked)
         return StepResult("repair", checked, 0) if checked else StepResult("idle", 0, 0)
@@ -215,6 +217,19 @@ class Backfiller:
         self.local_reembedded += written
         self.throttle.record_batch(len(ids), len(to_embed), self._clock() - started)
         return len(ids), written
+
+    def follow_changes(self) -> tuple[int, int]:
+        """Carries the application's direct writes into the target (see `ChangeFollower`); (settled, written)."""
+        if self._changes is None:
+            return 0, 0
+        started = self._clock()
+        processed, written = self._changes.step(self._batch_size())
+        if processed:
+            self.throttle.record_batch(processed, written, self._clock() - started)
+        return processed, written
+
+    def pending_changes(self) -> int:
+        return 0 if self._changes is None else self._changes.pending()
 
     def drain_repairs(self) -> tuple[int, int]:
         """Checks pending dual writes in both directions (the new index from the old one, the old from the new
@@ -336,7 +351,8 @@ class Backfiller:
             return None
         size = self._batch_size()
         page = self.source.index.scan(slice_.cursor, size)
-        in_range = [d for d in page if slice_.until is None or d.id <= slice_.until]
+        key = self._id_key
+        in_range = [d for d in page if slice_.until is None or key(d.id) <= key(slice_.until)]
         finished = len(in_range) < len(page) or len(page) < size
         records = embed_records(self._needing_reembed(in_range), self.target.embedder)
         checkpoint = slice_.advanced(in_range, finished)

@@ -103,6 +103,12 @@ class MigrationCommands:
                 f"{self._storage.retired_count()} documents were retired from {self._old.name} "
                 "(storage_policy retire_as_you_go): the old index alone would miss them; force to roll back anyway"
             )
+        if to in (Phase.VALIDATED, Phase.CUT_OVER) and not force and (behind := self._coverage.rows_behind()):
+            raise FailedPrecondition(
+                f"{to.value} needs a current new-model vector for every row of the adopted table; {behind} rows"
+                " were written directly since the backfill passed them (or deleted) and wait for the worker,"
+                " which catches up within seconds: check `switchyard migrate status` and try again"
+            )
         coverage = self._coverage.exact(self._backfill_complete)
         passed = self.report_passed()
         return self._apply(

@@ -15,8 +15,9 @@ from functools import partial
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import RoutingMode
-from proxy.core.ports import StateStore
+from proxy.core.ports import ChangeFeed, StateStore
 from proxy.migration.backfill import Backfiller
+from proxy.migration.changes import ChangeFollower
 from proxy.migration.commands import MigrationCommands
 from proxy.migration.coverage import CoverageGauge
 from proxy.migration.phases import MigrationState
@@ -79,9 +80,10 @@ class MigrationController:
             lease_ttl_s=b.lease_ttl_s,
             on_retired=coverage.invalidate,
         )
+        target = new if backfill_embedder is None else replace(new, embedder=backfill_embedder)
         self.backfiller = Backfiller(
             old,
-            new if backfill_embedder is None else replace(new, embedder=backfill_embedder),
+            target,
             store,
             owner,
             self.throttle,
@@ -91,6 +93,7 @@ class MigrationController:
             sleep=stop.wait,
             may_continue=may_backfill(stop, shared),
             on_moved=retirer.retire_moved,
+            changes=ChangeFollower(old.index, old, target) if isinstance(old.index, ChangeFeed) else None,
         )
         self.topology = MigrationTopology(
             old, new, shared, coverage, store, settings.lazy, default_traffic_percent, new_path

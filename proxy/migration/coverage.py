@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import Unavailable
+from proxy.core.ports import CatchUp
 from proxy.migration.retirement import StorageTracker
 from proxy.migration.snapshot import STATE_CACHE_S
 
@@ -37,9 +38,16 @@ class CoverageGauge:
     def exact(self, backfill_complete: Callable[[], bool]) -> float:
         """Measured now, and below 1 until the backfill has finished (what a phase change is checked on)."""
         self.invalidate()
+        if self.rows_behind() > 0:
+            # Counts can match while rows written directly to an adopted table still wait for their vector.
+            return min(self.value(), BELOW_COMPLETE)
         if backfill_complete() or self._old.index.count() == 0:
             return self.value()
         return min(self.value(), BELOW_COMPLETE)
+
+    def rows_behind(self) -> int:
+        """Rows of an application's table served in place that lack a current new vector (0 otherwise)."""
+        return self._new.index.rows_behind() if isinstance(self._new.index, CatchUp) else 0
 
     def invalidate(self) -> None:
         self._last = None

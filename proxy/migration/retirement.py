@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import StoredDocument
-from proxy.core.ports import StateStore
+from proxy.core.ports import ChangeFeed, StateStore
 from proxy.migration.phases import SLICE_PHASES, Phase
 
 
@@ -114,7 +114,12 @@ class StorageTracker:
         return len(movable)
 
     def drop_batch(self, batch: int) -> int:
-        """After `old_retired`: deletes what is left of the old index, then compacts it to give the space back."""
+        """After `old_retired`: deletes what is left of the old index, then compacts it to give the space back.
+
+        An application's table served in place keeps its rows (they are the application's): only the old
+        model's vectors go, column and index, once."""
+        if isinstance(self.old.index, ChangeFeed):
+            return int(self.old.index.retire_vectors())
         page = self.old.index.scan(None, batch)
         if page:
             self.old.index.delete([d.id for d in page], self._next_versions(1))

@@ -78,7 +78,11 @@ class BackfillWorker:
             self._resting = False
             self._throttle.resume()
         if phase is Phase.OLD_RETIRED:
-            return self._storage.drop_batch(self._batch_size * DROP_BATCHES)
+            # An application's table served in place is still written directly: its new rows need vectors.
+            return (
+                self._storage.drop_batch(self._batch_size * DROP_BATCHES)
+                + self._backfiller.follow_changes()[0]
+            )
         result = self._backfiller.step(include_slices=phase in SLICE_PHASES)
         retired = self._retirer.sweep() if self._retirer.traffic_on_new(phase) else 0
         return result.processed + retired
