@@ -20,6 +20,7 @@ GAUGES = {
     "backfill.rate_limit": "Backfill rate limit in documents per second (0 = unlimited)",
     "lazy_queue.depth": "Documents waiting for lazy re-embedding",
     "repairs.pending": "Dual writes not yet confirmed in their second index (failed or in flight)",
+    "direct_writes.pending": "An adopted table's direct writes not yet carried into the new index",
     "traffic.split_percent": "Share of routing keys on the new path",
     "shadow.overlap": "Mean overlap@k of shadow answers with the served ones",
     "shadow.samples": "Shadow comparisons in the recent window",
@@ -71,6 +72,7 @@ def _collection_gauges(c: CollectionGauges) -> dict[str, list[GaugeValue]]:
         "backfill.rate_limit": b.rate_limit,
         "lazy_queue.depth": float(b.lazy_queue),
         "repairs.pending": float(b.pending_repairs),
+        "direct_writes.pending": float(b.direct_writes_pending),
         "traffic.split_percent": status.traffic_percent,
     }
     values.update({name: [(value, label)] for name, value in migration.items()})

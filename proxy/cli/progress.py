@@ -48,6 +48,8 @@ def progress_line(status: pb.GetMigrationStatusResponse) -> str:
         parts.append(f"lazy {b.lazy_queue_depth}")
     if b.pending_repairs:
         parts.append(f"repairs {b.pending_repairs}")
+    if b.direct_writes_pending:
+        parts.append(f"direct writes {b.direct_writes_pending}")
     if b.throttle_reason:
         parts.append(f"throttled: {b.throttle_reason}")
     return "  ".join(parts)
@@ -74,6 +76,7 @@ def status_report(status: pb.GetMigrationStatusResponse) -> str:
         f"traffic split  {status.traffic_percent:g}% on the new path",
         f"lazy queue     {b.lazy_queue_depth}",
         f"repairs        {b.pending_repairs}",
+        f"direct writes  {b.direct_writes_pending} waiting for their new vector (adopted table)",
         f"storage        old {_mib(status.storage.old_bytes)}, new {_mib(status.storage.new_bytes)}, "
         f"peak {status.storage.peak_ratio:.2f}x one copy ({status.storage.policy}"
         + (f", {status.storage.retired} retired)" if status.storage.retired else ")"),

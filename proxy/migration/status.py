@@ -37,6 +37,8 @@ class BackfillStatus:
     latency_budget_ms: float = 0.0
     """0: no latency budget."""
     throttle_duty: float = 1.0
+    direct_writes_pending: int = 0
+    """An adopted table's direct writes not yet carried into the new index."""
     """Share of the time the latency throttle lets the backfill work."""
 
 
@@ -130,4 +132,5 @@ class StatusReader:
             query_p99_ms=(self._latencies.p99() or 0.0) * 1000,
             latency_budget_ms=(self._throttle.latency_budget_s or 0.0) * 1000,
             throttle_duty=throttle.duty,
+            direct_writes_pending=self._backfiller.pending_changes(),
         )

@@ -203,6 +203,7 @@ def status_to_pb(
             query_p99_ms=b.query_p99_ms,
             latency_budget_ms=b.latency_budget_ms,
             throttle_duty=b.throttle_duty,
+            direct_writes_pending=b.direct_writes_pending,
         ),
         coverage=status.coverage,
         traffic_percent=status.traffic_percent,

@@ -167,6 +167,7 @@ def test_a_row_written_directly_after_the_backfill_blocks_cut_over_until_followe
     new = sidecar.bindings["idx-b"].index
     assert isinstance(new, SideVectorIndex)
     assert new.rows_behind() == 2
+    assert controller.status().backfill.direct_writes_pending == 2
     with pytest.raises(FailedPrecondition, match="2 rows"):
         controller.transition("cut_over")
     while controller.run_once():

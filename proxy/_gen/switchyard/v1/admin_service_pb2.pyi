@@ -25,7 +25,7 @@ class PhaseChange(_message.Message):
     def __init__(self, from_phase: _Optional[str] = ..., to_phase: _Optional[str] = ..., at_unix: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class BackfillProgress(_message.Message):
-    __slots__ = ("done", "total", "rate", "eta_seconds", "paused", "throttle_reason", "rate_limit", "lazy_queue_depth", "pending_repairs", "complete", "query_p99_ms", "latency_budget_ms", "throttle_duty")
+    __slots__ = ("done", "total", "rate", "eta_seconds", "paused", "throttle_reason", "rate_limit", "lazy_queue_depth", "pending_repairs", "complete", "query_p99_ms", "latency_budget_ms", "throttle_duty", "direct_writes_pending")
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class BackfillProgress(_message.Message):
     QUERY_P99_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_DUTY_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_WRITES_PENDING_FIELD_NUMBER: _ClassVar[int]
     done: int
     total: int
     rate: float
@@ -52,7 +53,8 @@ class BackfillProgress(_message.Message):
     query_p99_ms: float
     latency_budget_ms: float
     throttle_duty: float
-    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., throttle_reason: _Optional[str] = ..., rate_limit: _Optional[float] = ..., lazy_queue_depth: _Optional[int] = ..., pending_repairs: _Optional[int] = ..., complete: _Optional[bool] = ..., query_p99_ms: _Optional[float] = ..., latency_budget_ms: _Optional[float] = ..., throttle_duty: _Optional[float] = ...) -> None: ...
+    direct_writes_pending: int
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., throttle_reason: _Optional[str] = ..., rate_limit: _Optional[float] = ..., lazy_queue_depth: _Optional[int] = ..., pending_repairs: _Optional[int] = ..., complete: _Optional[bool] = ..., query_p99_ms: _Optional[float] = ..., latency_budget_ms: _Optional[float] = ..., throttle_duty: _Optional[float] = ..., direct_writes_pending: _Optional[int] = ...) -> None: ...
 
 class StorageStatus(_message.Message):
     __slots__ = ("policy", "old_bytes", "new_bytes", "baseline_bytes", "peak_ratio", "retired")
