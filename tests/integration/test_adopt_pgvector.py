@@ -175,3 +175,62 @@ def test_a_row_written_directly_after_the_backfill_blocks_cut_over_until_followe
     assert new.rows_behind() == 0
     hit = new.search(sidecar.bindings["idx-b"].embedder.embed_query(["item 10 rev 99"])[0], 1)[0]
     assert hit.id == "10"
+
+
+def test_the_whole_road_cut_over_retire_and_the_application_keeps_writing(
+    tmp_path: Path, application: Application
+) -> None:
+    application.adopt()
+    config = _config(tmp_path, application)
+    sidecar = in_process_app(config)
+    try:
+        _cut_over_and_retire(sidecar, application)
+    finally:
+        sidecar.close()
+    # A restart opens the old leg without its column: its rows still feed the new model.
+    again = in_process_app(config)
+    try:
+        assert again.service.query(QueryInput(k=1, text="late arrival\nx")).hits[0].id == "9001"
+    finally:
+        again.close()
+
+
+def _cut_over_and_retire(sidecar: App, application: Application) -> None:
+    controller = sidecar.controller
+    assert controller is not None
+    controller.start()
+    drain(sidecar)
+    report = controller.promoter.validate()
+    assert report.passed, report
+    controller.transition("cut_over")
+    outcome = sidecar.service.query(QueryInput(k=3, text="item 77 rev 0\nbody of 77 about topic 9 r0"))
+    assert outcome.hits[0].id == "77" and outcome.hits[0].index == "idx-b"
+    before = application.conn.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'"
+        " AND NOT attisdropped",
+        (application.table,),
+    ).fetchone()
+    assert before == (1,)
+    controller.transition("old_retired")
+    controller.run_once()
+    columns = {
+        r[0]
+        for r in application.conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (application.table,),
+        )
+    }
+    assert "embedding" not in columns and {"item_id", "title", "body", "category"} <= columns
+    assert application.conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(application.ident)
+    ).fetchone() == (ROWS,)
+    # The application goes on writing rows (now without the old vectors); the worker embeds them.
+    application.conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (item_id, title, body, category) VALUES (9001, 'late arrival', 'x', 'news')"
+        ).format(application.ident)
+    )
+    while controller.run_once():
+        pass
+    hits = sidecar.service.query(QueryInput(k=1, text="late arrival\nx")).hits
+    assert hits[0].id == "9001"
