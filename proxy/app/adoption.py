@@ -260,8 +260,7 @@ def _statements(
     dim: int,
     notes: list[str],
 ) -> list[sql.Composed]:
-    """The side table first, the triggers (the only statements that lock the application's table) after,
-    then the grants the application's writing roles need for the triggers to write."""
+    """The side table first, the triggers (the only statements that lock the application's table) after."""
     if side_name in {
         f"switchyard_{spec.table}{s}" for s in ("_changes", "_version_seq", "_track", "_pending")
     }:
@@ -270,8 +269,15 @@ def _statements(
             " the table; name the model otherwise"
         )
     side = sql.Identifier(spec.schema, side_name)
+    if not _adopted(facts) and _has_rows(conn, side):
+        # Its vectors and versions belong to an earlier adoption (of a table since dropped and made again, say):
+        # against a new changes table they would pass for current.
+        raise AdoptionRefused(
+            f"table {spec.schema}.{side_name} already holds vectors from an earlier adoption, but {spec.qualified}"
+            f" is not adopted now; drop it (DROP TABLE {side.as_string(conn)}) or name the new model otherwise"
+        )
     if _exists(conn, side) and not _adopted(facts):
-        notes.append(f"table {spec.schema}.{side_name} exists already: it is kept as the side table")
+        notes.append(f"table {spec.schema}.{side_name} exists already, empty: it is kept as the side table")
     return [
         *side_table_statements(spec, side, sql.Identifier(f"{side_name}_hnsw"), dim, "cosine", 16, 64),
         *tracking_statements(spec),
@@ -280,6 +286,12 @@ def _statements(
 
 def _adopted(facts: TableFacts) -> bool:
     return "switchyard_track_writes" in facts.triggers
+
+
+def _has_rows(conn: psycopg.Connection, name: sql.Identifier) -> bool:
+    if not _exists(conn, name):
+        return False
+    return conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(name)).fetchone() == (True,)
 
 
 def _exists(conn: psycopg.Connection, name: sql.Identifier) -> bool:

@@ -232,6 +232,18 @@ def _numeric_key(application: Application) -> None:
     application.conn.execute(sql.SQL("ALTER TABLE {} ALTER item_id TYPE numeric").format(application.ident))
 
 
+def _stale_side_table(application: Application) -> None:
+    """A side table an earlier adoption filled (the application's table was dropped and made again since)."""
+    side = sql.Identifier(f"switchyard_{application.table}_hash_b")
+    application.conn.execute(
+        sql.SQL(
+            "CREATE TABLE {} (id bigint PRIMARY KEY, version bigint NOT NULL, deleted boolean NOT NULL"
+            " DEFAULT false, embedding vector(32))"
+        ).format(side)
+    )
+    application.conn.execute(sql.SQL("INSERT INTO {} VALUES (1, 7, false, NULL)").format(side))
+
+
 BAD_INPUTS: dict[str, tuple[dict[str, str], Callable[[Application], None] | None, str]] = {
     "missing table": ({"table": "no_such_items"}, None, "no table public.no_such_items"),
     "missing column": ({"text-columns": "title,summary"}, None, "has no column summary"),
@@ -247,6 +259,7 @@ BAD_INPUTS: dict[str, tuple[dict[str, str], Callable[[Application], None] | None
     "wrong text columns": ({"text-columns": "title"}, None, "sample check failed"),
     "side table name taken": ({"new-model": "changes"}, None, "name the model otherwise"),
     "unknown model": ({"old-model": "hash-z"}, None, "no model 'hash-z'"),
+    "side table from an earlier adoption": ({}, _stale_side_table, "already holds vectors from an earlier"),
 }
 
 
