@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from psycopg import sql
 
 from proxy.adapters.pgvector.adopted_ddl import describe, inspect_table, set_lock_timeout
-from proxy.adapters.pgvector.adopted_reads import MAX_EF_SEARCH, TableReads, render
+from proxy.adapters.pgvector.adopted_reads import TableReads, render
 from proxy.adapters.pgvector.adopted_table import AdoptedTable, TableConfig
-from proxy.adapters.pgvector.connection import Connection, IndexConnectionPool, redact_dsn, setup_transaction
+from proxy.adapters.pgvector.connection import Connection, redact_dsn, setup_transaction
 from proxy.adapters.pgvector.schema import OPERATORS, Space
 from proxy.core.errors import ConfigError, FailedPrecondition
 from proxy.core.model import IndexRecord, WriteResult
@@ -52,15 +52,8 @@ class AdoptedTableIndex(TableReads):
                 f" gives {dim}-dimensional vectors; is `model` the one the application embedded with?"
             )
         self._sql = _Statements(self._spec, self._vector, space)
-        self._statements = self._sql
-        self._init_reads()
-        self._ef_search = min(max(ef_search, 1), MAX_EF_SEARCH)
-        self._pool = IndexConnectionPool(
-            name,
-            dsn,
-            pool_size=pool_size,
-            connect_timeout_s=connect_timeout_s,
-            settings={"hnsw.ef_search": str(self._ef_search)},
+        self._open(
+            self._sql, dsn, ef_search=ef_search, pool_size=pool_size, connect_timeout_s=connect_timeout_s
         )
 
     # ---- writes: the application's --------------------------------------------------------------------
@@ -109,20 +102,6 @@ class AdoptedTableIndex(TableReads):
         self._pool.write(drop)
         self._retired = True
         return True
-
-    # ---- space and lifecycle ------------------------------------------------------------------------------
-
-    def compact(self) -> int:
-        return 0
-
-    def dead_fraction(self) -> float:
-        return 0.0
-
-    def flush(self) -> None:
-        self._pool.ensure_open()
-
-    def close(self) -> None:
-        self._pool.close()
 
 
 class _Statements:

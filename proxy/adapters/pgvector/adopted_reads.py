@@ -71,8 +71,36 @@ class TableReads:
     def id_key(self, doc_id: str) -> tuple[int, str]:
         return self._spec.id_key(doc_id)
 
-    def _init_reads(self) -> None:
+    def _open(
+        self, statements: LegStatements, dsn: str, *, ef_search: int, pool_size: int, connect_timeout_s: float
+    ) -> None:
+        """Sets the statements and opens the pool: the last step of a subclass's constructor."""
+        self._statements = statements
         self._nearest = {}
+        self._ef_search = min(max(ef_search, 1), MAX_EF_SEARCH)
+        self._pool = IndexConnectionPool(
+            self._name,
+            dsn,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            # Set once per connection; a search for more neighbours raises it for its own statement.
+            settings={"hnsw.ef_search": str(self._ef_search)},
+        )
+
+    # ---- space and lifecycle: the table is the application's, nothing to compact ---------------------
+
+    def compact(self) -> int:
+        return 0
+
+    def dead_fraction(self) -> float:
+        return 0.0
+
+    def flush(self) -> None:
+        """Nothing to do: every acknowledged write is a committed transaction."""
+        self._pool.ensure_open()
+
+    def close(self) -> None:
+        self._pool.close()
 
     # ---- reads ----------------------------------------------------------------------------------------------
 

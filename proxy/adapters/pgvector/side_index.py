@@ -20,9 +20,9 @@ from proxy.adapters.pgvector.adopted_ddl import (
     set_lock_timeout,
     side_table_statements,
 )
-from proxy.adapters.pgvector.adopted_reads import MAX_EF_SEARCH, TableReads, render
+from proxy.adapters.pgvector.adopted_reads import TableReads, render
 from proxy.adapters.pgvector.adopted_table import AdoptedTable, TableConfig, check_name
-from proxy.adapters.pgvector.connection import IndexConnectionPool, redact_dsn, setup_transaction
+from proxy.adapters.pgvector.connection import redact_dsn, setup_transaction
 from proxy.adapters.pgvector.schema import OPERATORS, SETUP_LOCK_KEY, Space
 from proxy.adapters.pgvector.writes import batch_outcome, latest_per_id, run_write
 from proxy.core.errors import ConfigError
@@ -68,15 +68,8 @@ class SideVectorIndex(TableReads):
                 conn.execute(statement)
             _check_dim(conn, name, table.schema, side_name, dim)
         self._sql = _SideStatements(self._spec, self.side, space)
-        self._statements = self._sql
-        self._init_reads()
-        self._ef_search = min(max(ef_search, 1), MAX_EF_SEARCH)
-        self._pool = IndexConnectionPool(
-            name,
-            dsn,
-            pool_size=pool_size,
-            connect_timeout_s=connect_timeout_s,
-            settings={"hnsw.ef_search": str(self._ef_search)},
+        self._open(
+            self._sql, dsn, ef_search=ef_search, pool_size=pool_size, connect_timeout_s=connect_timeout_s
         )
 
     # ---- writes -------------------------------------------------------------------------------------------
@@ -113,18 +106,6 @@ class SideVectorIndex(TableReads):
         return self._scalar(self._sql.rows_behind)
 
     # ---- space and lifecycle ------------------------------------------------------------------------------
-
-    def compact(self) -> int:
-        return 0
-
-    def dead_fraction(self) -> float:
-        return 0.0
-
-    def flush(self) -> None:
-        self._pool.ensure_open()
-
-    def close(self) -> None:
-        self._pool.close()
 
     def drop(self) -> None:
         """Drops the side table with its index, then closes (tests; a rolled-back adoption)."""
