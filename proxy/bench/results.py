@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.bench.adopt import AdoptResult
 from proxy.bench.backfill import BUDGET_OVER_IDLE, BackfillResult
 from proxy.bench.fanout import FanoutResult
 from proxy.bench.machine import Machine
@@ -67,6 +68,7 @@ class BenchRun:
     scale: ScaleResult | None = None
     collections: CollectionsResult | None = None
     pgvector: PgvectorResult | None = None
+    adopt: AdoptResult | None = None
     section_s: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -114,6 +116,8 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         figures[f"collections_two_p50_ms_c{c}"] = collections_row.two.p50_ms
     if run.pgvector is not None:
         figures |= pgvector_figures(run.pgvector)
+    if run.adopt is not None:
+        figures |= adopt_figures(run.adopt)
     return {name: _finite(value) for name, value in figures.items()}
 
 
@@ -134,6 +138,27 @@ def pgvector_figures(result: PgvectorResult) -> dict[str, float | None]:
     figures["pgvector_write_ratio"] = result.writes.ratio
     figures["pgvector_backfill_docs_per_s"] = result.backfill.backfill_docs_per_s
     figures["pgvector_backfill_ratio"] = result.backfill.ratio
+    return figures
+
+
+def adopt_figures(result: AdoptResult) -> dict[str, float | None]:
+    """The adopted-table section's figures, per run (hashing, real)."""
+    figures: dict[str, float | None] = {}
+    for r in result.runs:
+        figures[f"adopt_backfill_docs_per_s_{r.name}"] = r.backfill_docs_per_s
+        figures[f"adopt_embed_docs_per_s_{r.name}"] = r.embed_docs_per_s
+        figures[f"adopt_db_bulk_rows_per_s_{r.name}"] = r.bulk.bulk_rows_per_s
+        figures[f"adopt_db_insert_rows_per_s_{r.name}"] = r.bulk.insert_rows_per_s
+        figures[f"adopt_db_full_insert_rows_per_s_{r.name}"] = r.bulk.full_insert_rows_per_s
+        figures[f"adopt_backfill_ratio_{r.name}"] = r.ratio
+        figures[f"adopt_backfill_insert_ratio_{r.name}"] = r.full_insert_ratio
+        figures[f"adopt_peak_storage_ratio_{r.name}"] = r.storage.peak_ratio
+        figures[f"adopt_writer_p50_ratio_{r.name}"] = r.writer.p50_ratio
+        figures[f"adopt_writer_p99_ratio_{r.name}"] = r.writer.p99_ratio
+        figures[f"adopt_ddl_max_writer_ms_{r.name}"] = max((s.writer_max_ms for s in r.ddl), default=None)
+        if r.alternative is not None:
+            figures[f"adopt_new_column_peak_storage_ratio_{r.name}"] = r.alternative.peak_ratio
+            figures[f"adopt_new_column_rows_per_s_{r.name}"] = r.alternative.rows_per_s
     return figures
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from proxy.adapters.embedders.hashing import HashingEmbedder
+from proxy.bench.adopt import run_adopt
 from proxy.bench.backfill import run_backfill_section
 from proxy.bench.base import BaseCorpus
 from proxy.bench.fanout import run_fanout
@@ -69,6 +70,8 @@ def _run_sections(run: BenchRun, settings: BenchSettings, base: BaseCorpus, root
         run.collections = _timed(run, "collections", lambda: run_collections(settings, base, root))
     if "pgvector" in wanted:
         run.pgvector = _timed(run, "pgvector", lambda: run_pgvector(settings, base, root))
+    if "adopt" in wanted:
+        run.adopt = _timed(run, "adopt", lambda: run_adopt(settings, root))
 
 
 def _timed(run: BenchRun, name: str, section: Callable[[], T]) -> T | None:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SECTIONS = ("overhead", "fanout", "backfill", "recall", "storage", "scale", "collections", "pgvector")
+SECTIONS = (
+    "overhead",
+    "fanout",
+    "backfill",
+    "recall",
+    "storage",
+    "scale",
+    "collections",
+    "pgvector",
+    "adopt",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,15 @@ class BenchSettings:
     """The write methods take turns this many times, each writing its share of the documents per turn."""
     pg_backfill_docs: int
     """Documents in the old table of the pgvector section's pgvector -> pgvector backfill."""
+    adopt_rows: int = 100_000
+    """Rows of the application's table of the adopted-table section (hashing models)."""
+    adopt_real_rows: int = 2_000
+    """Rows of its real-model run (0: none)."""
+    adopt_insert_rows: int = 10_000
+    """Rows of its INSERT-into-HNSW references, at most half the table: a backfill's first rows (into an empty
+    graph) and its last (into a graph of every other row)."""
+    adopt_window_s: float = 10.0
+    """Its direct writes' latency is measured this long before adoption, and again adopted but idle."""
     sections: tuple[str, ...] = SECTIONS
 
     def scale_dim(self, size: int) -> int:
@@ -117,4 +136,8 @@ QUICK = replace(
     pg_write_docs=200,
     pg_write_rounds=1,
     pg_backfill_docs=200,
+    adopt_rows=2_000,
+    adopt_real_rows=0,
+    adopt_insert_rows=2_000,
+    adopt_window_s=3.0,
 )

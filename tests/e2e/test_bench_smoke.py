@@ -26,6 +26,7 @@ HEADINGS = (
     "## 6. Scale",
     "## 7. Collections",
     "## 8. pgvector",
+    "## 10. Adopted pgvector table",
 )
 AGREED_KEYS = (
     "embed_docs_per_s",
@@ -150,3 +151,43 @@ def test_pgvector_section_reports_each_target_with_its_arithmetic(
     assert [goal for goal, _ in verdicts] == ["<= 1.3", ">= 0.6", ">= 0.9", ">= 0.9"]
     assert "a ceiling of" in section and "ms/row" in section and "ms/doc" in section
     assert "pgvector QPS, sidecar / direct SQL, 8 clients" in report.split("## 1.", 1)[0]
+
+
+def test_adopt_section_measured_every_figure_and_converged(bench_output: tuple[str, dict[str, Any]]) -> None:
+    report, data = bench_output
+    adopt = data["run"]["adopt"]
+    assert "dsn" not in adopt["server"]
+    [run] = adopt["runs"]  # --real-model none: the hashing run alone
+    assert run["name"] == "hashing" and run["rows"] > 0
+    for key in (
+        "backfill_docs_per_s",
+        "embed_docs_per_s",
+        "progress_docs_per_s",
+        "ratio",
+        "full_insert_ratio",
+    ):
+        assert run[key] > 0, key
+    for key in ("bulk_rows_per_s", "insert_rows_per_s", "full_insert_rows_per_s"):
+        assert run["bulk"][key] > 0, key
+    # Converged: every row of the application's table has its new vector, nothing left behind or pending.
+    assert run["app_rows"] == run["side_rows"] > 0
+    assert run["rows_behind"] == 0 and run["direct_writes_pending"] == 0
+    storage = run["storage"]
+    assert storage["peak_bytes"] > storage["baseline_bytes"] > 0 and storage["peak_ratio"] > 1
+    assert min(storage["side_bytes"], storage["changes_bytes"], storage["retired_bytes"]) > 0
+    alternative = run["alternative"]
+    assert alternative["rows"] == run["rows"] and alternative["peak_ratio"] > 1
+    assert alternative["update_s"] > 0 and alternative["index_s"] > 0
+    writer = run["writer"]
+    for window in ("before", "adopted_idle", "during"):
+        assert writer[window]["count"] > 0 and writer[window]["errors"] == 0, window
+        assert writer[window]["p50_ms"] > 0, window
+    counts = writer["counts"]
+    assert counts["failed"] == 0 and min(counts["inserted"], counts["updated"], counts["deleted"]) > 0
+    assert {step["phase"] for step in run["ddl"]} == {"adopt", "side table", "retire"}
+    assert all(step["ms"] > 0 for step in run["ddl"])
+    for key in ("backfill_docs_per_s", "embed_docs_per_s", "db_bulk_rows_per_s", "peak_storage_ratio"):
+        assert data[f"adopt_{key}_hashing"] > 0, key
+    assert data["adopt_new_column_peak_storage_ratio_hashing"] > 0
+    section = report.split("## 10. Adopted pgvector table", 1)[1].split("\n## ", 1)[0]
+    assert "`switchyard bench --sections adopt`" in section and "The figures support **" in section
