@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from proxy.adapters.telemetry_otel import Telemetry, TracedEmbedder
 from proxy.app.config import Collection, SwitchyardConfig
+from proxy.app.config_models import ModelConfig
 from proxy.app.cpu import available_cores
 from proxy.app.telemetry_gauges import GAUGES, CollectionGauges, gauges
 from proxy.app.wiring import build_backfill_embedder, build_bindings, build_state, migration_settings
@@ -156,7 +157,12 @@ def _collection(collection: Collection, parts: _Shared) -> CollectionApp:
     shadow = ShadowRecorder()
     backfill_embedder = build_backfill_embedder(config, collection.migration, parts.wrap)
     budget = config.latency_budget_ms()
-    controller = _controller(collection, bindings, state, parts.latencies, shadow, backfill_embedder, budget)
+    new_model = (
+        config.models[config.indexes[collection.migration.new_index].model] if collection.migration else None
+    )
+    controller = _controller(
+        collection, bindings, state, parts.latencies, shadow, backfill_embedder, budget, new_model
+    )
     topology: Topology = (
         controller.topology if controller else StaticTopology(bindings[collection.serving_index])
     )
@@ -219,11 +225,12 @@ def _controller(
     shadow: ShadowRecorder,
     backfill_embedder: BackfillEmbedder | None,
     latency_budget_ms: float | None,
+    new_model: ModelConfig | None,
 ) -> MigrationController | None:
     migration = collection.migration
     if migration is None:
         return None
-    settings = migration_settings(migration)
+    settings = migration_settings(migration, new_model)
     settings = replace(settings, backfill=replace(settings.backfill, latency_budget_ms=latency_budget_ms))
     golden_path = migration.validation.golden_set
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

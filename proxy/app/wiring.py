@@ -8,23 +8,37 @@ from pathlib import Path
 
 from proxy.adapters.embedders.hashing import HashingEmbedder
 from proxy.adapters.embedders.local_models import E5SmallEmbedder, MiniLMEmbedder
-from proxy.adapters.embedders.openai_http import OpenAIEmbedder, RetryPolicy
+from proxy.adapters.embedders.openai_http import (
+    OpenAIEmbedder,
+    RemoteOptions,
+    RetryPolicy,
+    azure_openai_embedder,
+    ollama_embedder,
+    tei_embedder,
+)
+from proxy.adapters.embedders.rate_limits import ProviderLimits
 from proxy.adapters.hnsw import HnswIndex
 from proxy.adapters.pgvector import PgVectorIndex
 from proxy.adapters.state.local_store import LocalStateStore
 from proxy.adapters.state.redis_store import RedisStateStore
 from proxy.app.config import (
     DEFAULT_COLLECTION,
-    E5SmallModelConfig,
     GatesConfig,
-    HashingModelConfig,
     IndexConfig,
     MigrationConfig,
-    MiniLMModelConfig,
-    ModelConfig,
-    OpenAIModelConfig,
     PromotionConfig,
     SwitchyardConfig,
+)
+from proxy.app.config_models import (
+    AzureOpenAIModelConfig,
+    E5SmallModelConfig,
+    HashingModelConfig,
+    MiniLMModelConfig,
+    ModelConfig,
+    OllamaModelConfig,
+    OpenAIModelConfig,
+    RemoteModelConfig,
+    TEIModelConfig,
 )
 from proxy.app.config_server import StateConfig
 from proxy.core.binding import IndexBinding
@@ -59,9 +73,56 @@ def build_embedder(name: str, config: ModelConfig) -> Embedder:
                 timeout_s=config.timeout_s,
                 batch_size=config.batch_size,
                 retry=RetryPolicy(max_retries=config.max_retries),
+                limits=provider_limits(config),
                 document_input_type=config.document_input_type,
                 query_input_type=config.query_input_type,
             )
+        case AzureOpenAIModelConfig():
+            return azure_openai_embedder(
+                name,
+                endpoint=config.endpoint,
+                deployment=config.deployment,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                api_version=config.api_version,
+                auth=config.auth,
+                options=remote_options(config),
+            )
+        case TEIModelConfig():
+            return tei_embedder(
+                name,
+                base_url=config.base_url,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                truncate=config.truncate,
+                options=remote_options(config),
+            )
+        case OllamaModelConfig():
+            return ollama_embedder(
+                name,
+                base_url=config.base_url,
+                model=config.model,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                options=remote_options(config),
+            )
+
+
+def provider_limits(config: RemoteModelConfig) -> ProviderLimits:
+    return ProviderLimits(
+        max_concurrency=config.max_concurrency,
+        requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute,
+    )
+
+
+def remote_options(config: RemoteModelConfig) -> RemoteOptions:
+    return RemoteOptions(
+        timeout_s=config.timeout_s,
+        batch_size=config.batch_size,
+        retry=RetryPolicy(max_retries=config.max_retries),
+        limits=provider_limits(config),
+    )
 
 
 def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> VectorIndex:
@@ -141,12 +202,13 @@ def build_backfill_embedder(
     return BackfillEmbedder(wrap(build_embedder(name, model)), migration.backfill.embed_nice)
 
 
-def migration_settings(config: MigrationConfig) -> MigrationSettings:
+def migration_settings(config: MigrationConfig, new_model: ModelConfig | None = None) -> MigrationSettings:
+    """`new_model`: the new index's model; a remote one sizes the backfill's pages to its concurrency."""
     backfill = config.backfill
     validation = config.validation
     return MigrationSettings(
         backfill=BackfillSettings(
-            batch_size=backfill.batch_size,
+            batch_size=backfill_batch_size(backfill.batch_size, new_model),
             rate_limit=backfill.rate_limit,
             latency_budget_ms=backfill.latency_budget_ms,
             batch_time_ms=backfill.batch_time_ms,
@@ -160,6 +222,17 @@ def migration_settings(config: MigrationConfig) -> MigrationSettings:
         promotion=promotion_settings(config.promotion),
         storage_policy=config.storage_policy,
     )
+
+
+def backfill_batch_size(configured: int, new_model: ModelConfig | None) -> int:
+    """Documents per backfill step: enough for every request slot of a remote model to carry a full batch.
+
+    The embedder sends one call's batches concurrently, so a page of `batch_size` documents would keep one
+    request in flight however many the server or the account allow.
+    """
+    if isinstance(new_model, RemoteModelConfig):
+        return max(configured, new_model.batch_size * new_model.max_concurrency)
+    return configured
 
 
 def gate_settings(config: GatesConfig) -> GateSettings:
