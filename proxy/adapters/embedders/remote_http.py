@@ -105,8 +105,10 @@ class RemoteEmbedder:
         dim: int,
         api_key: str | None = None,
         options: RemoteOptions | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """`api_key` is only used to blank the key out of server messages that echo it."""
+        """`api_key` is only used to blank the key out of server messages that echo it; `transport` replaces
+        the network (tests)."""
         options = options or RemoteOptions()
         if dim <= 0 or options.batch_size <= 0:
             raise ValueError(f"dim and batch_size must be positive, got {dim} and {options.batch_size}")
@@ -120,7 +122,7 @@ class RemoteEmbedder:
         self._query_input_type = options.query_input_type
         self._url = dialect.url
         self._api_key = api_key
-        self._client = httpx.Client(headers=dialect.headers, timeout=options.timeout_s)
+        self._client = httpx.Client(headers=dialect.headers, timeout=options.timeout_s, transport=transport)
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -318,7 +320,14 @@ def _extract_message(payload: Any) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After as seconds: either a number of seconds or an HTTP date (RFC 9110)."""
+    """Retry-After as seconds: either a number of seconds or an HTTP date (RFC 9110); OpenAI's finer
+    `retry-after-ms` first, as its SDK reads it (Retry-After is rounded up to whole seconds)."""
+    millis = response.headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
     value = response.headers.get("Retry-After")
     if not value:
         return None
