@@ -224,14 +224,20 @@ def migration_settings(config: MigrationConfig, new_model: ModelConfig | None = 
     )
 
 
+REMOTE_ROUNDS_PER_PAGE = 4
+
+
 def backfill_batch_size(configured: int, new_model: ModelConfig | None) -> int:
-    """Documents per backfill step: enough for every request slot of a remote model to carry a full batch.
+    """Documents per backfill step: for a remote model, four full batches for every request slot.
 
     The embedder sends one call's batches concurrently, so a page of `batch_size` documents would keep one
-    request in flight however many the server or the account allow.
+    request in flight however many the server or the account allow. Several rounds rather than one: a slot
+    freed early takes the next batch at once, and a page's fixed costs (scan, version check, lease renewal,
+    the gap between two steps, the stragglers of its last round) come once per four round trips. Measured
+    on 2 cores at 16 x 32 documents per 100 ms: 0.76 of the ceiling with two rounds, 0.80 with four.
     """
     if isinstance(new_model, RemoteModelConfig):
-        return max(configured, new_model.batch_size * new_model.max_concurrency)
+        return max(configured, new_model.batch_size * new_model.max_concurrency * REMOTE_ROUNDS_PER_PAGE)
     return configured
 
 

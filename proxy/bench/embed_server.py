@@ -65,6 +65,10 @@ class EmbedServerState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     window_start: float = field(default_factory=time.monotonic)
     window_count: int = 0
+    window_starts: list[float] = field(default_factory=list)
+    """When each rate-limit window began (at the first request after the one before ended)."""
+    window_counts: list[int] = field(default_factory=list)
+    """Requests admitted in each window."""
 
     def __post_init__(self) -> None:
         self.slots = threading.BoundedSemaphore(self.rules.max_concurrency or 1_000_000)
@@ -77,6 +81,8 @@ class EmbedServerState:
                 "peak_in_flight": self.peak_in_flight,
                 "embedded": dict(self.embedded),
                 "accepted_at": list(self.accepted_at),
+                "window_starts": list(self.window_starts),
+                "window_counts": list(self.window_counts),
             }
 
 
@@ -110,6 +116,8 @@ def _answer(path: str, texts: list[str], dim: int, model: str) -> Any:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle the body waits for the client's delayed ACK (40 ms).
+    disable_nagle_algorithm = True
     state: EmbedServerState
 
     def do_GET(self) -> None:
@@ -171,10 +179,13 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         with state.lock:
             now = time.monotonic()
-            if now - state.window_start >= rules.window_s:
+            if not state.window_starts or now - state.window_start >= rules.window_s:
                 state.window_start, state.window_count = now, 0
+                state.window_starts.append(now)
+                state.window_counts.append(0)
             if state.window_count < rules.requests_per_window:
                 state.window_count += 1
+                state.window_counts[-1] += 1
                 return None
             state.throttled += 1
             reset = rules.window_s - (now - state.window_start)

@@ -30,6 +30,7 @@ import math
 import os
 import random
 import re
+import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CONFIG_STATUS = frozenset({401, 403, 404})
 _MAX_SERVER_MESSAGE = 300
+_NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 # How servers say "fewer inputs per request": TEI ("batch size 64 > maximum allowed batch size 32"), OpenAI
 # ("'$.input' ... maximum 2048"), proxies ("Request Entity Too Large"). A text too long for the model is not
 # among them: splitting would not help it.
@@ -122,7 +124,16 @@ class RemoteEmbedder:
         self._query_input_type = options.query_input_type
         self._url = dialect.url
         self._api_key = api_key
-        self._client = httpx.Client(headers=dialect.headers, timeout=options.timeout_s, transport=transport)
+        # TCP_NODELAY: a request's headers and body leave in two writes; with Nagle the body waits for the ACK of
+        # the headers, which a server's delayed ACK holds for up to 40 ms: a fifth of a 200 ms round trip.
+        self._client = httpx.Client(
+            headers=dialect.headers,
+            timeout=options.timeout_s,
+            transport=transport or httpx.HTTPTransport(socket_options=[_NO_DELAY]),
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=options.limits.max_concurrency * 2
+            ),
+        )
         self._pool: ThreadPoolExecutor | None = None
 
     @property
