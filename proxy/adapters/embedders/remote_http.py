@@ -208,9 +208,11 @@ class RemoteEmbedder:
                 "embedding server %s refused %d inputs in one request; sending %d", self._url, len(texts), cap
             )
             vectors: list[Vector] = []
-            for start in range(0, len(texts), cap):
+            while len(vectors) < len(texts):
+                # The cap as known now: a piece refused in turn lowers it for the pieces after it.
+                piece = texts[len(vectors) : len(vectors) + self._limiter.batch_size(len(texts))]
                 self._limiter.retrying()
-                vectors.extend(self._embed_batch(texts[start : start + cap], input_type))
+                vectors.extend(self._embed_batch(piece, input_type))
             return vectors
         try:
             rows = self._dialect.rows(payload, len(texts))
