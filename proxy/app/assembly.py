@@ -16,7 +16,13 @@ from proxy.app.config import Collection, SwitchyardConfig
 from proxy.app.config_models import ModelConfig
 from proxy.app.cpu import available_cores
 from proxy.app.telemetry_gauges import GAUGES, CollectionGauges, gauges
-from proxy.app.wiring import build_backfill_embedder, build_bindings, build_state, migration_settings
+from proxy.app.wiring import (
+    build_backfill_embedder,
+    build_bindings,
+    build_embedders,
+    build_state,
+    migration_settings,
+)
 from proxy.core.binding import IndexBinding
 from proxy.core.collections import Collections
 from proxy.core.merge import make_merger
@@ -121,7 +127,8 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
     telemetry = _telemetry(config, span_processors)
     tracer = telemetry.tracer if telemetry and telemetry.tracer else None
     wrap: Callable[[Embedder], Embedder] = (lambda e: TracedEmbedder(e, tracer)) if tracer else (lambda e: e)
-    bindings = build_bindings(config, wrap)
+    models = build_embedders(config)
+    bindings = build_bindings(config, wrap, models)
     latencies = LatencyWindow()
     executor = ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="switchyard")
     parts = _Shared(config, bindings, executor, latencies, telemetry, tracer, wrap)
@@ -129,7 +136,7 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
     collections = Collections(members, config.default_collection_name())
     if telemetry is not None:
         sources = [CollectionGauges(n, c.bindings, c.shadow, c.controller) for n, c in collections.items()]
-        telemetry.watch(lambda: gauges(sources), GAUGES)
+        telemetry.watch(lambda: gauges(sources, models), GAUGES)
     return App(config, bindings, collections, executor, latencies, telemetry)
 
 

@@ -3,7 +3,7 @@ the migration's settings out of it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from proxy.adapters.embedders.hashing import HashingEmbedder
@@ -170,11 +170,18 @@ def state_namespace(namespace: str, collection: str) -> str:
     return namespace if collection == DEFAULT_COLLECTION else f"{namespace}/{collection}"
 
 
+def build_embedders(config: SwitchyardConfig) -> dict[str, Embedder]:
+    return {name: build_embedder(name, m) for name, m in config.models.items()}
+
+
 def build_bindings(
-    config: SwitchyardConfig, wrap: Callable[[Embedder], Embedder] = lambda e: e
+    config: SwitchyardConfig,
+    wrap: Callable[[Embedder], Embedder] = lambda e: e,
+    models: Mapping[str, Embedder] | None = None,
 ) -> dict[str, IndexBinding]:
-    """One binding per configured index, sharing one embedder object per model (wrapped, e.g. for tracing)."""
-    embedders = {name: wrap(build_embedder(name, m)) for name, m in config.models.items()}
+    """One binding per configured index, sharing one embedder object per model (wrapped, e.g. for tracing);
+    `models`: the embedders already built (the caller keeps them unwrapped, to read their load)."""
+    embedders = {name: wrap(e) for name, e in (models or build_embedders(config)).items()}
     bindings = {}
     for name, index_config in config.indexes.items():
         embedder = embedders[index_config.model]

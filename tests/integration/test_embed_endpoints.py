@@ -13,9 +13,11 @@ import httpx
 import numpy as np
 import pytest
 
+from proxy.adapters.embedders.hashing import HashingEmbedder
 from proxy.adapters.embedders.http_dialects import OpenAIDialect
 from proxy.adapters.embedders.remote_http import RemoteEmbedder, RemoteOptions, RetryPolicy
 from proxy.app.config import parse_config
+from proxy.app.telemetry_gauges import embedder_gauges
 from proxy.app.wiring import build_embedder
 from proxy.bench.embed_concurrency import backfill_through, doc_text
 from proxy.bench.embed_server import EmbedServer, ServerRules, vector
@@ -240,3 +242,18 @@ def test_a_backfill_under_a_requests_per_minute_limit_loses_and_repeats_nothing(
     assert server.state.embedded == {doc_text(n): 1 for n in range(docs)}
     assert max(server.state.window_counts) <= 6
     assert len(server.state.window_counts) >= docs // (6 * 8)  # it really was held to the limit
+
+
+def test_the_metrics_show_each_remote_model_s_load_against_its_budgets(serve: Any) -> None:
+    server = serve(requests_per_window=2, window_s=0.3)
+    remote = build("openai", server.root, batch_size=2, max_concurrency=4, requests_per_minute=6000)
+    remote.embed([f"text {n}" for n in range(12)])
+    values = embedder_gauges({"remote": remote, "local": HashingEmbedder("local", DIM, 1)})
+    shown = dict(values)
+    assert all(label == {"model": "remote"} for series in shown.values() for _, label in series)
+    one = {name: series[0][0] for name, series in shown.items()}
+    assert one["embed.requests_per_minute"] == len(server.state.requests)
+    assert one["embed.throttled"] == server.state.throttled
+    assert one["embed.requests_per_minute_budget"] == 6000 and one["embed.tokens_per_minute_budget"] == 0
+    assert one["embed.in_flight"] == 0 and 1 <= one["embed.concurrency"] <= one["embed.max_concurrency"] == 4
+    assert one["embed.tokens_per_minute"] > 0
