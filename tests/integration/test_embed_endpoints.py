@@ -21,7 +21,10 @@ from proxy.app.telemetry_gauges import embedder_gauges
 from proxy.app.wiring import build_embedder
 from proxy.bench.embed_concurrency import backfill_through, doc_text
 from proxy.bench.embed_server import EmbedServer, ServerRules, vector
+from proxy.cli.progress import status_report
 from proxy.core.errors import ConfigError, Unavailable
+from proxy.transport.admin_service import status_to_pb
+from tests.migration_support import drain, in_process_app, load_corpus, migration_config
 
 DIM = 16
 SECRET = "sk-test-very-secret-4242"
@@ -32,7 +35,7 @@ def serve() -> Iterator[Any]:
     servers: list[EmbedServer] = []
 
     def start(**rules: Any) -> EmbedServer:
-        server = EmbedServer(ServerRules(dim=DIM, **rules)).__enter__()
+        server = EmbedServer(ServerRules(**{"dim": DIM, **rules})).__enter__()
         servers.append(server)
         return server
 
@@ -257,3 +260,38 @@ def test_the_metrics_show_each_remote_model_s_load_against_its_budgets(serve: An
     assert one["embed.requests_per_minute_budget"] == 6000 and one["embed.tokens_per_minute_budget"] == 0
     assert one["embed.in_flight"] == 0 and 1 <= one["embed.concurrency"] <= one["embed.max_concurrency"] == 4
     assert one["embed.tokens_per_minute"] > 0
+
+
+def test_status_shows_the_new_model_s_load_against_its_budget_and_never_its_key(
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMBED_KEY", SECRET)
+    server = serve(api_key=SECRET, dim=32)
+    config = migration_config(tmp_path / "data")
+    config["state"] = {"backend": "local", "namespace": "status"}
+    config["models"]["remote-b"] = {
+        **model_config(
+            "openai", server.root, api_key_env="EMBED_KEY", batch_size=4, requests_per_minute=6000
+        ),
+        "dim": 32,
+    }
+    config["indexes"]["idx-b"] = {"model": "remote-b"}
+    app = in_process_app(config)
+    try:
+        assert app.controller is not None and app.promoter is not None
+        load_corpus(app, 30)
+        app.controller.start()
+        drain(app)
+        status = status_to_pb(app.controller.status(), app.promoter, "default")
+    finally:
+        app.close()
+    load = status.new_model_load
+    assert (load.model, load.requests_last_minute, load.requests_per_minute_budget) == (
+        "remote-b",
+        len(server.state.requests),
+        6000,
+    )
+    assert load.in_flight == 0 and load.max_concurrency == 4
+    report = status_report(status)
+    assert "embedding      remote-b: 0 in flight, concurrency 4/4" in report and "of 6,000" in report
+    assert SECRET not in report and SECRET not in str(status)

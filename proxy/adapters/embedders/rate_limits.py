@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from proxy.core.model import EmbedderLoad
+
 _WINDOW_S = 60.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -47,23 +49,6 @@ class ProviderLimits:
         for budget in (self.requests_per_minute, self.tokens_per_minute):
             if budget is not None and budget <= 0:
                 raise ValueError(f"per-minute budgets must be positive, got {budget}")
-
-
-@dataclass(frozen=True)
-class LimiterStats:
-    in_flight: int
-    concurrency: int
-    max_concurrency: int
-    requests_last_minute: int
-    tokens_last_minute: int
-    requests_per_minute: float | None
-    tokens_per_minute: float | None
-    throttled: int
-    """429 answers since start."""
-    retries: int
-    """Requests sent again (after a 429, a server error, a timeout or a split)."""
-    batch_cap: int | None
-    """The largest batch the server accepted after refusing a larger one (None: none refused yet)."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -207,10 +192,10 @@ class RequestLimiter:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def stats(self) -> LimiterStats:
+    def stats(self) -> EmbedderLoad:
         with self._changed:
             self._forget_old(self._clock())
-            return LimiterStats(
+            return EmbedderLoad(
                 in_flight=self._in_flight,
                 concurrency=self._concurrency,
                 max_concurrency=self.limits.max_concurrency,

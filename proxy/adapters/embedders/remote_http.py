@@ -41,9 +41,9 @@ import httpx
 import numpy as np
 
 from proxy.adapters.embedders.http_dialects import Dialect, MalformedResponse
-from proxy.adapters.embedders.rate_limits import LimiterStats, ProviderLimits, RequestLimiter, estimate_tokens
+from proxy.adapters.embedders.rate_limits import ProviderLimits, RequestLimiter, estimate_tokens
 from proxy.core.errors import ConfigError, InvalidArgument, Unavailable
-from proxy.core.model import Vector
+from proxy.core.model import EmbedderLoad, Vector
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,11 @@ class RemoteEmbedder:
         every slot busy."""
         return self._batch_size * self._limiter.limits.max_concurrency
 
-    def stats(self) -> LimiterStats:
+    def stats(self) -> EmbedderLoad:
+        return self._limiter.stats()
+
+    def load(self) -> EmbedderLoad:
+        """`ReportsLoad`: what status and metrics show."""
         return self._limiter.stats()
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
