@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 
 import httpx
 import pytest
@@ -240,3 +241,38 @@ def test_one_input_refused_as_too_large_is_the_caller_s_error_not_a_split() -> N
     )
     with pytest.raises(InvalidArgument, match="413"):
         remote.embed(["one long text"])
+
+
+def test_a_query_waiting_for_a_slot_goes_before_the_batches_waiting_with_it() -> None:
+    gate = RequestLimiter(ProviderLimits(max_concurrency=1))
+    gate.acquire(1)
+    order: list[str] = []
+    batch_waiting, query_waiting = threading.Event(), threading.Event()
+
+    def take(name: str, urgent: bool, waiting: threading.Event) -> None:
+        waiting.set()
+        gate.acquire(1, urgent)
+        order.append(name)
+        gate.succeeded()
+
+    batch = threading.Thread(target=take, args=("batch", False, batch_waiting), daemon=True)
+    batch.start()
+    batch_waiting.wait(10)
+    query = threading.Thread(target=take, args=("query", True, query_waiting), daemon=True)
+    query.start()
+    query_waiting.wait(10)
+    for _ in range(1000):  # until the query is inside acquire, counted as waiting
+        if gate._urgent_waiting:
+            break
+        time.sleep(0.01)
+    gate.succeeded()  # frees the one slot: the query takes it first
+    batch.join(10)
+    query.join(10)
+    assert order == ["query", "batch"]
+
+
+def test_an_urgent_request_is_refused_a_slot_only_by_the_concurrency() -> None:
+    gate = limiter(Clock(), max_concurrency=2)
+    gate._urgent_waiting = 1  # a query is waiting
+    assert gate.try_acquire(1) == math.inf
+    assert gate.try_acquire(1, urgent=True) == 0.0

@@ -107,6 +107,7 @@ class RequestLimiter:
         self._successes = 0
         self._last_decrease = -math.inf
         self._hold_until = -math.inf
+        self._urgent_waiting = 0
         self._sent: deque[tuple[float, int]] = deque()
         self._throttled = 0
         self._retries = 0
@@ -115,16 +116,17 @@ class RequestLimiter:
 
     # -- admission -------------------------------------------------------------------------------------
 
-    def try_acquire(self, tokens: int) -> float:
+    def try_acquire(self, tokens: int, urgent: bool = False) -> float:
         """0.0: the request may go now (it is counted in flight); else seconds to wait before asking again.
 
         A wait for a free slot is reported as `math.inf`: it ends when a request finishes, not at a time.
+        While an urgent request waits (a query's embedding), no other takes a slot before it.
         """
         with self._changed:
             now = self._clock()
             if now < self._hold_until:
                 return self._hold_until - now
-            if self._in_flight >= self._concurrency:
+            if self._in_flight >= self._concurrency or (self._urgent_waiting and not urgent):
                 return math.inf
             waits = [b.wait(cost, now) for b, cost in ((self._requests, 1), (self._tokens, tokens)) if b]
             if waits and max(waits) > 0:
@@ -137,11 +139,18 @@ class RequestLimiter:
             self._forget_old(now)
             return 0.0
 
-    def acquire(self, tokens: int) -> None:
-        """Waits until `try_acquire` lets the request go."""
-        while (wait := self.try_acquire(tokens)) > 0:
-            with self._changed:
-                self._changed.wait(None if math.isinf(wait) else wait)
+    def acquire(self, tokens: int, urgent: bool = False) -> None:
+        """Waits until `try_acquire` lets the request go; `urgent` goes ahead of the others waiting (a query
+        must not queue behind a backfill page's batches)."""
+        # One hold of the lock from asking to waiting: a slot freed in between would otherwise wake nobody.
+        with self._changed:
+            self._urgent_waiting += urgent
+            try:
+                while (wait := self.try_acquire(tokens, urgent)) > 0:
+                    self._changed.wait(None if math.isinf(wait) else wait)
+            finally:
+                self._urgent_waiting -= urgent
+                self._changed.notify_all()
 
     # -- outcomes --------------------------------------------------------------------------------------
 

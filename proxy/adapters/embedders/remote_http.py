@@ -172,28 +172,29 @@ class RemoteEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embeds documents, in order; sends `document_input_type` as `input_type` when configured."""
-        return self._embed(texts, self._document_input_type)
+        return self._embed(texts, self._document_input_type, urgent=False)
 
     def embed_query(self, texts: Sequence[str]) -> list[Vector]:
-        """Embeds search queries; sends `query_input_type` as `input_type` when configured."""
-        return self._embed(texts, self._query_input_type)
+        """Embeds search queries, ahead of waiting document batches; sends `query_input_type` as `input_type`
+        when configured."""
+        return self._embed(texts, self._query_input_type, urgent=True)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._client.close()
 
-    def _embed(self, texts: Sequence[str], input_type: str | None) -> list[Vector]:
+    def _embed(self, texts: Sequence[str], input_type: str | None, urgent: bool) -> list[Vector]:
         size = self._limiter.batch_size(self._batch_size)
         batches = [list(texts[start : start + size]) for start in range(0, len(texts), size)]
         if len(batches) <= 1:
-            return self._embed_batch(batches[0], input_type) if batches else []
+            return self._embed_batch(batches[0], input_type, urgent) if batches else []
         if self._pool is None:
             # As many threads as slots at most; the limiter decides how many of them send at once.
             self._pool = ThreadPoolExecutor(
                 self._limiter.limits.max_concurrency, thread_name_prefix=f"switchyard-embed-{self._name}"
             )
-        futures = [self._pool.submit(self._embed_batch, batch, input_type) for batch in batches]
+        futures = [self._pool.submit(self._embed_batch, batch, input_type, urgent) for batch in batches]
         vectors: list[Vector] = []
         try:
             for future in futures:
@@ -203,9 +204,10 @@ class RemoteEmbedder:
                 future.cancel()  # after a failure: batches not yet started are not sent
         return vectors
 
-    def _embed_batch(self, texts: list[str], input_type: str | None) -> list[Vector]:
+    def _embed_batch(self, texts: list[str], input_type: str | None, urgent: bool) -> list[Vector]:
         try:
-            payload = self._post(self._dialect.body(texts, input_type), sum(map(estimate_tokens, texts)))
+            body = self._dialect.body(texts, input_type)
+            payload = self._post(body, sum(map(estimate_tokens, texts)), urgent)
         except _TooLarge:
             cap = self._limiter.refused_as_too_large(len(texts))
             log.warning(
@@ -216,7 +218,7 @@ class RemoteEmbedder:
                 # The cap as known now: a piece refused in turn lowers it for the pieces after it.
                 piece = texts[len(vectors) : len(vectors) + self._limiter.batch_size(len(texts))]
                 self._limiter.retrying()
-                vectors.extend(self._embed_batch(piece, input_type))
+                vectors.extend(self._embed_batch(piece, input_type, urgent))
             return vectors
         try:
             rows = self._dialect.rows(payload, len(texts))
@@ -227,13 +229,13 @@ class RemoteEmbedder:
             raise self._malformed("embeddings must be lists of numbers of one length") from None
         return self._normalized(matrix)
 
-    def _post(self, body: dict[str, Any], tokens: int) -> Any:
+    def _post(self, body: dict[str, Any], tokens: int, urgent: bool) -> Any:
         """The decoded JSON of a 2xx answer, after retrying what is worth retrying."""
         problem = ""
         retry_after: float | None = None
         failures = throttles = 0
         while True:
-            self._limiter.acquire(tokens)
+            self._limiter.acquire(tokens, urgent)
             try:
                 response = self._client.post(self._url, json=body)
             except httpx.TransportError as exc:
