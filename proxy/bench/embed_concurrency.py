@@ -77,6 +77,8 @@ class ConcurrencyRow:
 
 @dataclass(frozen=True)
 class RateLimitRow:
+    headers: bool
+    """Whether the server sent `x-ratelimit-*` headers (else only 429s with Retry-After told the client)."""
     limit_rpm: float
     window_s: float
     docs: int
@@ -102,12 +104,13 @@ class RateLimitRow:
 @dataclass(frozen=True)
 class EmbedConcurrencyResult:
     rows: list[ConcurrencyRow]
-    rate_limit: RateLimitRow
+    rate_limits: list[RateLimitRow]
 
 
 def run_embed_concurrency(settings: BenchSettings, root: Path) -> EmbedConcurrencyResult:
     rows = [_concurrency_row(settings, root / f"c{c}", c) for c in CONCURRENCIES]
-    return EmbedConcurrencyResult(rows, _rate_limit_row(settings, root / "rpm"))
+    limits = [_rate_limit_row(settings, root / f"rpm-{h}", headers=h) for h in (True, False)]
+    return EmbedConcurrencyResult(rows, limits)
 
 
 def _concurrency_row(settings: BenchSettings, root: Path, concurrency: int) -> ConcurrencyRow:
@@ -122,17 +125,18 @@ def _concurrency_row(settings: BenchSettings, root: Path, concurrency: int) -> C
     )
 
 
-def _rate_limit_row(settings: BenchSettings, root: Path) -> RateLimitRow:
+def _rate_limit_row(settings: BenchSettings, root: Path, *, headers: bool) -> RateLimitRow:
     window_s, per_window = settings.embed_rpm_window_s, settings.embed_rpm_per_window
     batch = settings.embed_batch
     # Whole windows and half of one more, so the last (partial) window is never taken for a complete one.
     docs = int((settings.embed_rpm_windows + 0.5) * per_window) * batch
     args = ["--delay-ms", str(_RATE_LIMIT_DELAY_S * 1000), "--requests-per-window", str(per_window)]
-    args += ["--window-s", str(window_s)]
+    args += ["--window-s", str(window_s), *([] if headers else ["--no-limit-headers"])]
     with ServerProcess(args, root / "server.log") as server:
         seconds, moved = backfill_through(server.base_url, root, docs, RATE_LIMIT_CONCURRENCY, batch)
         stats = server.stats()
     return RateLimitRow(
+        headers=headers,
         limit_rpm=per_window * 60 / window_s,
         window_s=window_s,
         docs=docs,

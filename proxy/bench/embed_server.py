@@ -41,6 +41,8 @@ class ServerRules:
     """More inputs in one request: 413 (OpenAI-style paths) or 422 with TEI's message (`/embed`)."""
     api_key: str | None = None
     """Required when set: `Authorization: Bearer` or, on Azure paths, an `api-key` header."""
+    limit_headers: bool = True
+    """Send OpenAI's `x-ratelimit-*` headers; without them a client learns the limit from 429s alone."""
 
 
 @dataclass
@@ -198,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _limit_headers(self) -> dict[str, str]:
         rules, state = self.state.rules, self.state
-        if rules.requests_per_window is None:
+        if rules.requests_per_window is None or not rules.limit_headers:
             return {}
         with state.lock:
             left = max(0, rules.requests_per_window - state.window_count)
@@ -272,6 +274,7 @@ def main() -> None:
     parser.add_argument("--max-concurrency", type=int)
     parser.add_argument("--requests-per-window", type=int)
     parser.add_argument("--window-s", type=float, default=60.0)
+    parser.add_argument("--no-limit-headers", action="store_true", help="429 and Retry-After only")
     args = parser.parse_args()
     rules = ServerRules(
         dim=args.dim,
@@ -279,6 +282,7 @@ def main() -> None:
         max_concurrency=args.max_concurrency,
         requests_per_window=args.requests_per_window,
         window_s=args.window_s,
+        limit_headers=not args.no_limit_headers,
     )
     with EmbedServer(rules, args.port) as server:
         print(f"listening on {server.root}", flush=True)

@@ -120,7 +120,9 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         for row in run.embed_concurrency.rows:
             figures[f"remote_backfill_docs_per_s_c{row.concurrency}"] = row.docs_per_s
             figures[f"remote_backfill_ratio_c{row.concurrency}"] = row.ratio
-        figures["remote_rate_limit_ratio"] = run.embed_concurrency.rate_limit.ratio
+        for limit in run.embed_concurrency.rate_limits:
+            suffix = "headers" if limit.headers else "429_only"
+            figures[f"remote_rate_limit_ratio_{suffix}"] = limit.ratio
     return {name: _finite(value) for name, value in figures.items()}
 
 

@@ -141,9 +141,11 @@ def test_embed_concurrency_section_moved_every_document_once_at_each_concurrency
         assert row["embedded_once"] and row["peak_in_flight"] == row["concurrency"]
         assert row["docs_per_s"] > 0 and row["passed"] in (True, False)
         assert data[f"remote_backfill_ratio_c{row['concurrency']}"] > 0
-    limit = section["rate_limit"]
-    assert limit["embedded_once"] and limit["complete_windows"] >= 1 and limit["steady_rpm"] > 0
-    assert "Rate-limited backfill: steady requests/min / limit" in report
+    assert [limit["headers"] for limit in section["rate_limits"]] == [True, False]
+    for limit in section["rate_limits"]:
+        assert limit["embedded_once"] and limit["complete_windows"] >= 1 and limit["steady_rpm"] > 0
+    assert section["rate_limits"][1]["throttled"] > 0  # without the headers only 429s tell the client
+    assert "Rate-limited backfill: steady requests/min / limit (429 + Retry-After only)" in report
 
 
 def _backend_visible_here(dsn: str) -> bool:
