@@ -65,7 +65,7 @@ def embedder_gauges(models: Mapping[str, Embedder]) -> dict[str, list[GaugeValue
     for name, embedder in models.items():
         if not isinstance(embedder, RemoteEmbedder):
             continue
-        s, label = embedder.stats(), {"model": name}
+        s, label = embedder.load(), {"model": name}
         load = {
             "embed.in_flight": s.in_flight,
             "embed.concurrency": s.concurrency,

@@ -156,7 +156,7 @@ def test_a_wrong_key_is_a_config_error_and_the_key_is_in_no_message_log_or_statu
         embedder.embed(["hello"])
     assert "HTTP 401" in str(info.value) and "models.remote" in str(info.value)
     assert len(server.state.requests) == 1  # not retried: a wrong key stays wrong
-    shown = [str(info.value), caplog.text, repr(embedder.stats()), repr(embedder), repr(embedder._dialect)]
+    shown = [str(info.value), caplog.text, repr(embedder.load()), repr(embedder), repr(embedder._dialect)]
     assert all(SECRET not in text for text in shown)
 
 
@@ -178,7 +178,7 @@ def test_a_server_that_echoes_the_key_in_retried_errors_never_gets_it_logged(
         embedder.embed(["hello"])
     assert "overloaded, key *** queued" in str(info.value)
     assert SECRET not in str(info.value) and SECRET not in caplog.text
-    assert "***" in caplog.text and embedder.stats().retries == 2
+    assert "***" in caplog.text and embedder.load().retries == 2
 
 
 @pytest.mark.parametrize(("kind", "status"), [("tei", 422), ("openai", 413), ("ollama", 413)])
@@ -199,7 +199,7 @@ def test_a_batch_too_large_for_the_server_is_split_and_the_accepted_size_kept(
     assert all(
         r.status == 200 and len(r.body.get("input") or r.body["inputs"]) <= 8 for r in server.state.requests
     )
-    assert embedder.stats().batch_cap == 8
+    assert embedder.load().batch_cap == 8
 
 
 def test_429s_are_waited_out_and_no_text_is_lost_or_embedded_twice(serve: Any) -> None:
@@ -209,7 +209,7 @@ def test_429s_are_waited_out_and_no_text_is_lost_or_embedded_twice(serve: Any) -
     vectors = embedder.embed(texts)
     assert len(vectors) == 48
     assert server.state.embedded == dict.fromkeys(texts, 1)
-    assert embedder.stats().throttled == server.state.throttled
+    assert embedder.load().throttled == server.state.throttled
     assert max(server.state.window_counts) <= 3
 
 
@@ -221,7 +221,7 @@ def test_the_configured_concurrency_is_what_the_server_sees_in_flight(serve: Any
     embedder.embed(texts)
     assert server.state.peak_in_flight == concurrency
     assert server.state.embedded == dict.fromkeys(texts, 1)
-    assert embedder.stats().in_flight == 0
+    assert embedder.load().in_flight == 0
 
 
 def test_a_backfill_through_a_concurrent_embedder_moves_every_document_once(

@@ -225,7 +225,7 @@ def test_a_batch_refused_as_too_large_is_split_in_order_and_the_accepted_size_re
     seen.clear()
     remote.embed(texts)
     assert max(seen) <= 5  # later calls start at the accepted size
-    assert remote.stats().batch_cap == 5
+    assert remote.load().batch_cap == 5
 
 
 def test_one_input_refused_as_too_large_is_the_caller_s_error_not_a_split() -> None:

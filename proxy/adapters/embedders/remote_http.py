@@ -157,17 +157,8 @@ class RemoteEmbedder:
     def url(self) -> str:
         return self._url
 
-    @property
-    def batch_capacity(self) -> int:
-        """Texts one call embeds in a single round of concurrent requests: a backfill page this large keeps
-        every slot busy."""
-        return self._batch_size * self._limiter.limits.max_concurrency
-
-    def stats(self) -> EmbedderLoad:
-        return self._limiter.stats()
-
     def load(self) -> EmbedderLoad:
-        """`ReportsLoad`: what status and metrics show."""
+        """`ReportsLoad`: requests against the limits, for status and metrics."""
         return self._limiter.stats()
 
     def embed(self, texts: Sequence[str]) -> list[Vector]:
@@ -207,7 +198,7 @@ class RemoteEmbedder:
     def _embed_batch(self, texts: list[str], input_type: str | None, urgent: bool) -> list[Vector]:
         try:
             body = self._dialect.body(texts, input_type)
-            payload = self._post(body, sum(map(estimate_tokens, texts)), urgent)
+            payload = self._post(body, len(texts), sum(map(estimate_tokens, texts)), urgent)
         except _TooLarge:
             cap = self._limiter.refused_as_too_large(len(texts))
             log.warning(
@@ -229,7 +220,7 @@ class RemoteEmbedder:
             raise self._malformed("embeddings must be lists of numbers of one length") from None
         return self._normalized(matrix)
 
-    def _post(self, body: dict[str, Any], tokens: int, urgent: bool) -> Any:
+    def _post(self, body: dict[str, Any], inputs: int, tokens: int, urgent: bool) -> Any:
         """The decoded JSON of a 2xx answer, after retrying what is worth retrying."""
         problem = ""
         retry_after: float | None = None
@@ -253,7 +244,7 @@ class RemoteEmbedder:
                     self._limiter.failed()
                     failures += 1
                     if response.status_code not in _RETRYABLE_STATUS:
-                        raise self._rejection(response, len(body.get("input") or body.get("inputs") or []))
+                        raise self._rejection(response, inputs)
                 problem = f"HTTP {response.status_code}: {self._server_message(response)}"
             if failures > self._retry.max_retries or throttles > self._retry.max_throttled_retries:
                 raise Unavailable(
