@@ -213,14 +213,16 @@ def migration_settings(config: MigrationConfig, new_model: ModelConfig | None = 
     """`new_model`: the new index's model; a remote one sizes the backfill's pages to its concurrency."""
     backfill = config.backfill
     validation = config.validation
+    page = backfill_batch_size(backfill.batch_size, new_model)
     return MigrationSettings(
         backfill=BackfillSettings(
-            batch_size=backfill_batch_size(backfill.batch_size, new_model),
+            batch_size=page,
             rate_limit=backfill.rate_limit,
             latency_budget_ms=backfill.latency_budget_ms,
             batch_time_ms=backfill.batch_time_ms,
             lease_ttl_s=backfill.lease_ttl_s,
-            slice_size=backfill.slice_size,
+            # A page never crosses a slice's end: slices smaller than a page would leave request slots idle.
+            slice_size=max(backfill.slice_size, page),
         ),
         lazy=LazySettings(enabled=config.lazy.enabled),
         validation=ValidationSettings(

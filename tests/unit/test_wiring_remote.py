@@ -10,7 +10,7 @@ import pytest
 from proxy.adapters.embedders.remote_http import RemoteEmbedder
 from proxy.app.config import parse_config
 from proxy.app.config_models import ModelConfig
-from proxy.app.wiring import REMOTE_ROUNDS_PER_PAGE, backfill_batch_size, build_embedder
+from proxy.app.wiring import REMOTE_ROUNDS_PER_PAGE, backfill_batch_size, build_embedder, migration_settings
 from proxy.core.errors import ConfigError
 
 
@@ -82,3 +82,28 @@ def test_bad_remote_fields_are_named_without_the_kind_in_the_path(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         model(entry)
+
+
+def test_slices_are_never_smaller_than_a_remote_model_s_page() -> None:
+    raw = {
+        "models": {
+            "a": {"kind": "hashing", "dim": 8},
+            "b": {
+                "kind": "openai",
+                "base_url": "http://h/v1",
+                "model": "x",
+                "dim": 8,
+                "batch_size": 256,
+                "max_concurrency": 16,
+            },
+        },
+        "indexes": {"ia": {"model": "a"}, "ib": {"model": "b"}},
+        "serving_index": "ia",
+        "migration": {"old_index": "ia", "new_index": "ib", "backfill": {"slice_size": 2000}},
+    }
+    config = parse_config(raw)
+    assert config.migration is not None
+    settings = migration_settings(config.migration, config.models["b"]).backfill
+    assert settings.batch_size == 256 * 16 * REMOTE_ROUNDS_PER_PAGE
+    assert settings.slice_size == settings.batch_size
+    assert migration_settings(config.migration, config.models["a"]).backfill.slice_size == 2000
