@@ -295,3 +295,18 @@ def test_status_shows_the_new_model_s_load_against_its_budget_and_never_its_key(
     report = status_report(status)
     assert "embedding      remote-b: 0 in flight, concurrency 4/4" in report and "of 6,000" in report
     assert SECRET not in report and SECRET not in str(status)
+
+
+def test_a_configured_requests_per_minute_budget_keeps_the_client_under_the_server_s_limit(
+    serve: Any,
+) -> None:
+    # Server: 40 requests per 2-second window. Client: 720 a minute (12 a second) from a bucket of one second's
+    # worth: over any 2 seconds it sends at most 12 + 2 x 12 = 36. Unpaced, its 72 requests would meet 429s.
+    server = serve(requests_per_window=40, window_s=2.0, limit_headers=False)
+    embedder = build("openai", server.root, batch_size=2, max_concurrency=8, requests_per_minute=720)
+    texts = [f"text {n}" for n in range(2 * 72)]
+    embedder.embed(texts)
+    assert server.state.throttled == 0 and embedder.load().throttled == 0
+    assert len(server.state.window_counts) >= 2  # the limit was in reach: more than one window's worth
+    assert server.state.embedded == dict.fromkeys(texts, 1)
+    assert embedder.load().requests_last_minute == 72
