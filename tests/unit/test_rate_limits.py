@@ -276,3 +276,40 @@ def test_an_urgent_request_is_refused_a_slot_only_by_the_concurrency() -> None:
     gate._urgent_waiting = 1  # a query is waiting
     assert gate.try_acquire(1) == math.inf
     assert gate.try_acquire(1, urgent=True) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "split"),
+    [
+        (422, "batch size 64 > maximum allowed batch size 32", True),
+        (400, "Requested 310000 tokens, max 300000 tokens per request", True),
+        (400, "'$.input' is invalid: array too long, maximum 2048 items", True),
+        (413, "Request Entity Too Large", True),
+        (400, "This model's maximum context length is 8192 tokens, however you requested 9000 tokens", False),
+        (422, "Input validation error: inputs must have less than 512 tokens", False),
+    ],
+)
+def test_only_a_refusal_of_the_batch_size_splits_the_batch(status: int, message: str, split: bool) -> None:
+    sizes: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        inputs = json.loads(request.content)["input"]
+        sizes.append(len(inputs))
+        if len(inputs) > 1:
+            return httpx.Response(status, json={"error": {"message": message}})
+        return httpx.Response(200, json={"data": [{"index": 0, "embedding": [1.0, 0.0]}]})
+
+    remote = RemoteEmbedder(
+        "m",
+        OpenAIDialect("http://api/v1", "m"),
+        dim=2,
+        options=RemoteOptions(retry=RetryPolicy(max_retries=0)),
+        transport=httpx.MockTransport(handle),
+    )
+    if split:
+        assert len(remote.embed(["a", "b", "c", "d"])) == 4
+        assert sizes == [4, 2, 1, 1, 1, 1]
+    else:
+        with pytest.raises(InvalidArgument, match="HTTP"):
+            remote.embed(["a", "b", "c", "d"])
+        assert sizes == [4] and remote.load().batch_cap is None

@@ -52,9 +52,14 @@ _CONFIG_STATUS = frozenset({401, 403, 404})
 _MAX_SERVER_MESSAGE = 300
 _NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 # How servers say "fewer inputs per request": TEI ("batch size 64 > maximum allowed batch size 32"), OpenAI
-# ("'$.input' ... maximum 2048"), proxies ("Request Entity Too Large"). A text too long for the model is not
-# among them: splitting would not help it.
-_TOO_LARGE = re.compile(r"batch|too many|maximum|entity too large|payload too large", re.IGNORECASE)
+# ("max 300000 tokens per request", an input array over 2,048 items), proxies ("Request Entity Too Large").
+# A text too long for the model ("maximum context length is 8192 tokens") is not among them: splitting would
+# not help it, and would leave the remembered batch size needlessly small.
+_TOO_LARGE = re.compile(
+    r"batch.?size|too many (inputs|items|texts)|tokens per request|entity too large|payload too large"
+    r"|(array|list) too long|maximum \d+ (inputs|items|elements)|at most \d+ (inputs|items|elements)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
