@@ -6,6 +6,7 @@ Every figure comes from the run object; nothing here is typed in by hand.
 from __future__ import annotations
 
 from proxy.bench import backfill, fanout, overhead, second_collection
+from proxy.bench.report_embed import embed_section, embed_summary_rows
 from proxy.bench.report_pgvector import pgvector_section, pgvector_summary_rows
 from proxy.bench.report_sections import (
     backfill_section,
@@ -36,6 +37,7 @@ def render(run: BenchRun) -> str:
         scale_section(run),
         collections_section(run),
         pgvector_section(run),
+        embed_section(run),
         _timings(run),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
@@ -117,6 +119,7 @@ def _summary(run: BenchRun) -> str:
             ]
         )
     rows += pgvector_summary_rows(run)
+    rows += embed_summary_rows(run)
     if not rows:
         return ""
     return "## Summary\n\n" + table(["figure", "value", "target", "result"], rows)

@@ -16,6 +16,7 @@ from typing import TypeVar
 from proxy.adapters.embedders.hashing import HashingEmbedder
 from proxy.bench.backfill import run_backfill_section
 from proxy.bench.base import BaseCorpus
+from proxy.bench.embed_concurrency import run_embed_concurrency
 from proxy.bench.fanout import run_fanout
 from proxy.bench.machine import describe_machine, load_average
 from proxy.bench.overhead import run_overhead
@@ -69,6 +70,11 @@ def _run_sections(run: BenchRun, settings: BenchSettings, base: BaseCorpus, root
         run.collections = _timed(run, "collections", lambda: run_collections(settings, base, root))
     if "pgvector" in wanted:
         run.pgvector = _timed(run, "pgvector", lambda: run_pgvector(settings, base, root))
+    if "embed_concurrency" in wanted:
+        section = root / "embed_concurrency"
+        run.embed_concurrency = _timed(
+            run, "embed_concurrency", lambda: run_embed_concurrency(settings, section)
+        )
 
 
 def _timed(run: BenchRun, name: str, section: Callable[[], T]) -> T | None:
