@@ -26,7 +26,7 @@ def default_path() -> Path:
 
 def format_report(results: Results) -> str:
     lines = [f"Switchyard reliability run ({results.get('updated_at', 'time unknown')})", ""]
-    for section in (_sigkill, _redis, _legs, _load, _fuzz, _totals):
+    for section in (_sigkill, _sigkill_remote, _redis, _legs, _load, _fuzz, _totals):
         lines += section(results)
     return "\n".join(lines)
 
@@ -42,6 +42,20 @@ def _sigkill(results: Results) -> list[str]:
             f"{r['acknowledged_writes']} acknowledged writes, {r['cut_off_writes']} cut off; "
             f"{r['ids_checked']} ids checked; lost or wrong {r['lost_or_wrong']}; "
             f"consistent {r['consistent_after_s']} s after the backfill completed"
+        )
+    return [*lines, ""]
+
+
+def _sigkill_remote(results: Results) -> list[str]:
+    runs = results.get("sigkill_remote", {})
+    if not runs:
+        return []
+    lines = ["SIGKILL with remote embedding requests in flight"]
+    for name, r in sorted(runs.items()):
+        lines.append(
+            f"  {name}: {r['kills']} kills at backfill {_progress(r['backfill_done_at_kills'])}; "
+            f"{r['embedding_requests']} embedding requests; {r['live_documents']} documents checked; "
+            f"lost or wrong {r['lost_or_wrong']}"
         )
     return [*lines, ""]
 
@@ -123,7 +137,9 @@ def _fuzz(results: Results) -> list[str]:
 
 
 def _totals(results: Results) -> list[str]:
-    kills = sum(r["kills"] for r in results.get("sigkill", {}).values())
+    kills = sum(
+        r["kills"] for section in ("sigkill", "sigkill_remote") for r in results.get(section, {}).values()
+    )
     outages = sum(r["outages"] for r in results.get("redis_outage", {}).values())
     legs = len(results.get("leg_faults", {}))
     writes = sum(
@@ -133,7 +149,7 @@ def _totals(results: Results) -> list[str]:
     )
     lost = sum(
         r.get("lost_or_wrong", r.get("lost", 0))
-        for section in ("sigkill", "redis_outage", "leg_faults", "load")
+        for section in ("sigkill", "sigkill_remote", "redis_outage", "leg_faults", "load")
         for r in results.get(section, {}).values()
     )
     return [

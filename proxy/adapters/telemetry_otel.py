@@ -23,8 +23,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from proxy.core.model import Vector
-from proxy.core.ports import Embedder
+from proxy.core.model import EmbedderLoad, Vector
+from proxy.core.ports import Embedder, ReportsLoad
 from proxy.core.service import QueryOutcome
 from proxy.core.tracing import AttributeValue, Span, Tracer
 
@@ -71,6 +71,10 @@ class TracedEmbedder:
     def embed(self, texts: Sequence[str]) -> list[Vector]:
         with self._tracer.span("switchyard.embed", {"model": self._inner.model, "batch": len(texts)}):
             return self._inner.embed(texts)
+
+    def load(self) -> EmbedderLoad | None:
+        """The wrapped embedder's load, when it reports one (tracing must not hide it from status)."""
+        return self._inner.load() if isinstance(self._inner, ReportsLoad) else None
 
     def embed_query(self, texts: Sequence[str]) -> list[Vector]:
         attributes: dict[str, AttributeValue] = {

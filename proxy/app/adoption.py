@@ -40,7 +40,8 @@ from proxy.app.adoption_checks import (
     count_table,
     sample_check,
 )
-from proxy.app.config import ModelConfig, parse_config
+from proxy.app.config import parse_config
+from proxy.app.config_models import ModelConfig
 from proxy.app.wiring import build_embedder
 from proxy.core.errors import Unavailable
 from proxy.migration.retirement import StoragePolicy

@@ -13,9 +13,16 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from proxy.adapters.telemetry_otel import Telemetry, TracedEmbedder
 from proxy.app.config import Collection, SwitchyardConfig
+from proxy.app.config_models import ModelConfig
 from proxy.app.cpu import available_cores
 from proxy.app.telemetry_gauges import GAUGES, CollectionGauges, gauges
-from proxy.app.wiring import build_backfill_embedder, build_bindings, build_state, migration_settings
+from proxy.app.wiring import (
+    build_backfill_embedder,
+    build_bindings,
+    build_embedders,
+    build_state,
+    migration_settings,
+)
 from proxy.core.binding import IndexBinding
 from proxy.core.collections import Collections
 from proxy.core.merge import make_merger
@@ -120,7 +127,8 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
     telemetry = _telemetry(config, span_processors)
     tracer = telemetry.tracer if telemetry and telemetry.tracer else None
     wrap: Callable[[Embedder], Embedder] = (lambda e: TracedEmbedder(e, tracer)) if tracer else (lambda e: e)
-    bindings = build_bindings(config, wrap)
+    models = build_embedders(config)
+    bindings = build_bindings(config, wrap, models)
     latencies = LatencyWindow()
     executor = ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="switchyard")
     parts = _Shared(config, bindings, executor, latencies, telemetry, tracer, wrap)
@@ -128,7 +136,7 @@ def build_app(config: SwitchyardConfig, span_processors: Sequence[SpanProcessor]
     collections = Collections(members, config.default_collection_name())
     if telemetry is not None:
         sources = [CollectionGauges(n, c.bindings, c.shadow, c.controller) for n, c in collections.items()]
-        telemetry.watch(lambda: gauges(sources), GAUGES)
+        telemetry.watch(lambda: gauges(sources, models), GAUGES)
     return App(config, bindings, collections, executor, latencies, telemetry)
 
 
@@ -156,7 +164,12 @@ def _collection(collection: Collection, parts: _Shared) -> CollectionApp:
     shadow = ShadowRecorder()
     backfill_embedder = build_backfill_embedder(config, collection.migration, parts.wrap)
     budget = config.latency_budget_ms()
-    controller = _controller(collection, bindings, state, parts.latencies, shadow, backfill_embedder, budget)
+    new_model = (
+        config.models[config.indexes[collection.migration.new_index].model] if collection.migration else None
+    )
+    controller = _controller(
+        collection, bindings, state, parts.latencies, shadow, backfill_embedder, budget, new_model
+    )
     topology: Topology = (
         controller.topology if controller else StaticTopology(bindings[collection.serving_index])
     )
@@ -219,11 +232,12 @@ def _controller(
     shadow: ShadowRecorder,
     backfill_embedder: BackfillEmbedder | None,
     latency_budget_ms: float | None,
+    new_model: ModelConfig | None,
 ) -> MigrationController | None:
     migration = collection.migration
     if migration is None:
         return None
-    settings = migration_settings(migration)
+    settings = migration_settings(migration, new_model)
     settings = replace(settings, backfill=replace(settings.backfill, latency_budget_ms=latency_budget_ms))
     golden_path = migration.validation.golden_set
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

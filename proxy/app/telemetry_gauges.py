@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from proxy.adapters.embedders.remote_http import RemoteEmbedder
 from proxy.adapters.telemetry_otel import GaugeValue
 from proxy.core.binding import IndexBinding
+from proxy.core.ports import Embedder
 from proxy.migration.controller import MigrationController
 from proxy.migration.shadow import ShadowRecorder
 
@@ -25,6 +27,15 @@ GAUGES = {
     "shadow.overlap": "Mean overlap@k of shadow answers with the served ones",
     "shadow.samples": "Shadow comparisons in the recent window",
     "storage.bytes": "Bytes on disk per index",
+    "embed.in_flight": "Requests to a remote embedding API waiting for their answer",
+    "embed.concurrency": "Requests a remote embedder may have in flight now (halved on 429, raised on success)",
+    "embed.max_concurrency": "The configured ceiling of embed.concurrency",
+    "embed.requests_per_minute": "Requests sent to a remote embedding API in the last minute",
+    "embed.tokens_per_minute": "Estimated tokens sent to a remote embedding API in the last minute",
+    "embed.requests_per_minute_budget": "The configured requests-per-minute budget (0 = none)",
+    "embed.tokens_per_minute_budget": "The configured tokens-per-minute budget (0 = none)",
+    "embed.throttled": "429 answers from a remote embedding API since start",
+    "embed.retries": "Remote embedding requests sent again (429, server error, timeout, split batch)",
 }
 
 
@@ -38,12 +49,37 @@ class CollectionGauges:
     controller: MigrationController | None
 
 
-def gauges(collections: Sequence[CollectionGauges]) -> dict[str, list[GaugeValue]]:
-    """Every gauge as one series per collection (and per index for storage), labelled `collection`."""
-    values: dict[str, list[GaugeValue]] = {}
+def gauges(
+    collections: Sequence[CollectionGauges], models: Mapping[str, Embedder] | None = None
+) -> dict[str, list[GaugeValue]]:
+    """Every gauge as one series per collection (and per index for storage), labelled `collection`; the
+    remote embedders' load as one series per model, labelled `model`."""
+    values: dict[str, list[GaugeValue]] = embedder_gauges(models or {})
     for collection in collections:
         for name, series in _collection_gauges(collection).items():
             values.setdefault(name, []).extend(series)
+    return values
+
+
+def embedder_gauges(models: Mapping[str, Embedder]) -> dict[str, list[GaugeValue]]:
+    values: dict[str, list[GaugeValue]] = {}
+    for name, embedder in models.items():
+        if not isinstance(embedder, RemoteEmbedder):
+            continue
+        s, label = embedder.load(), {"model": name}
+        load = {
+            "embed.in_flight": s.in_flight,
+            "embed.concurrency": s.concurrency,
+            "embed.max_concurrency": s.max_concurrency,
+            "embed.requests_per_minute": s.requests_last_minute,
+            "embed.tokens_per_minute": s.tokens_last_minute,
+            "embed.requests_per_minute_budget": s.requests_per_minute or 0.0,
+            "embed.tokens_per_minute_budget": s.tokens_per_minute or 0.0,
+            "embed.throttled": s.throttled,
+            "embed.retries": s.retries,
+        }
+        for gauge, value in load.items():
+            values.setdefault(gauge, []).append((float(value), label))
     return values
 
 

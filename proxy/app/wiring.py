@@ -3,12 +3,20 @@ the migration's settings out of it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from proxy.adapters.embedders.hashing import HashingEmbedder
 from proxy.adapters.embedders.local_models import E5SmallEmbedder, MiniLMEmbedder
-from proxy.adapters.embedders.openai_http import OpenAIEmbedder, RetryPolicy
+from proxy.adapters.embedders.openai_http import (
+    OpenAIEmbedder,
+    RemoteOptions,
+    RetryPolicy,
+    azure_openai_embedder,
+    ollama_embedder,
+    tei_embedder,
+)
+from proxy.adapters.embedders.rate_limits import ProviderLimits
 from proxy.adapters.hnsw import HnswIndex
 from proxy.adapters.pgvector import PgVectorIndex
 from proxy.adapters.pgvector.adopted_index import AdoptedTableIndex
@@ -17,19 +25,25 @@ from proxy.adapters.state.local_store import LocalStateStore
 from proxy.adapters.state.redis_store import RedisStateStore
 from proxy.app.config import (
     DEFAULT_COLLECTION,
-    E5SmallModelConfig,
     GatesConfig,
-    HashingModelConfig,
     IndexConfig,
     MigrationConfig,
-    MiniLMModelConfig,
-    ModelConfig,
-    OpenAIModelConfig,
     PgVectorParams,
     PromotionConfig,
     SwitchyardConfig,
 )
 from proxy.app.config_adopt import AdoptConfig
+from proxy.app.config_models import (
+    AzureOpenAIModelConfig,
+    E5SmallModelConfig,
+    HashingModelConfig,
+    MiniLMModelConfig,
+    ModelConfig,
+    OllamaModelConfig,
+    OpenAIModelConfig,
+    RemoteModelConfig,
+    TEIModelConfig,
+)
 from proxy.app.config_server import StateConfig
 from proxy.core.binding import IndexBinding
 from proxy.core.ports import Embedder, StateStore, VectorIndex
@@ -63,9 +77,56 @@ def build_embedder(name: str, config: ModelConfig) -> Embedder:
                 timeout_s=config.timeout_s,
                 batch_size=config.batch_size,
                 retry=RetryPolicy(max_retries=config.max_retries),
+                limits=provider_limits(config),
                 document_input_type=config.document_input_type,
                 query_input_type=config.query_input_type,
             )
+        case AzureOpenAIModelConfig():
+            return azure_openai_embedder(
+                name,
+                endpoint=config.endpoint,
+                deployment=config.deployment,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                api_version=config.api_version,
+                auth=config.auth,
+                options=remote_options(config),
+            )
+        case TEIModelConfig():
+            return tei_embedder(
+                name,
+                base_url=config.base_url,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                truncate=config.truncate,
+                options=remote_options(config),
+            )
+        case OllamaModelConfig():
+            return ollama_embedder(
+                name,
+                base_url=config.base_url,
+                model=config.model,
+                dim=config.dim,
+                api_key_env=config.api_key_env,
+                options=remote_options(config),
+            )
+
+
+def provider_limits(config: RemoteModelConfig) -> ProviderLimits:
+    return ProviderLimits(
+        max_concurrency=config.max_concurrency,
+        requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute,
+    )
+
+
+def remote_options(config: RemoteModelConfig) -> RemoteOptions:
+    return RemoteOptions(
+        timeout_s=config.timeout_s,
+        batch_size=config.batch_size,
+        retry=RetryPolicy(max_retries=config.max_retries),
+        limits=provider_limits(config),
+    )
 
 
 def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> VectorIndex:
@@ -143,11 +204,18 @@ def state_namespace(namespace: str, collection: str) -> str:
     return namespace if collection == DEFAULT_COLLECTION else f"{namespace}/{collection}"
 
 
+def build_embedders(config: SwitchyardConfig) -> dict[str, Embedder]:
+    return {name: build_embedder(name, m) for name, m in config.models.items()}
+
+
 def build_bindings(
-    config: SwitchyardConfig, wrap: Callable[[Embedder], Embedder] = lambda e: e
+    config: SwitchyardConfig,
+    wrap: Callable[[Embedder], Embedder] = lambda e: e,
+    models: Mapping[str, Embedder] | None = None,
 ) -> dict[str, IndexBinding]:
-    """One binding per configured index, sharing one embedder object per model (wrapped, e.g. for tracing)."""
-    embedders = {name: wrap(build_embedder(name, m)) for name, m in config.models.items()}
+    """One binding per configured index, sharing one embedder object per model (wrapped, e.g. for tracing);
+    `models`: the embedders already built (the caller keeps them unwrapped, to read their load)."""
+    embedders = {name: wrap(e) for name, e in (models or build_embedders(config)).items()}
     bindings = {}
     for name, index_config in config.indexes.items():
         embedder = embedders[index_config.model]
@@ -175,17 +243,20 @@ def build_backfill_embedder(
     return BackfillEmbedder(wrap(build_embedder(name, model)), migration.backfill.embed_nice)
 
 
-def migration_settings(config: MigrationConfig) -> MigrationSettings:
+def migration_settings(config: MigrationConfig, new_model: ModelConfig | None = None) -> MigrationSettings:
+    """`new_model`: the new index's model; a remote one sizes the backfill's pages to its concurrency."""
     backfill = config.backfill
     validation = config.validation
+    page = backfill_batch_size(backfill.batch_size, new_model)
     return MigrationSettings(
         backfill=BackfillSettings(
-            batch_size=backfill.batch_size,
+            batch_size=page,
             rate_limit=backfill.rate_limit,
             latency_budget_ms=backfill.latency_budget_ms,
             batch_time_ms=backfill.batch_time_ms,
             lease_ttl_s=backfill.lease_ttl_s,
-            slice_size=backfill.slice_size,
+            # A page never crosses a slice's end: slices smaller than a page would leave request slots idle.
+            slice_size=max(backfill.slice_size, page),
         ),
         lazy=LazySettings(enabled=config.lazy.enabled),
         validation=ValidationSettings(
@@ -194,6 +265,23 @@ def migration_settings(config: MigrationConfig) -> MigrationSettings:
         promotion=promotion_settings(config.promotion),
         storage_policy=config.storage_policy,
     )
+
+
+REMOTE_ROUNDS_PER_PAGE = 4
+
+
+def backfill_batch_size(configured: int, new_model: ModelConfig | None) -> int:
+    """Documents per backfill step: for a remote model, four full batches for every request slot.
+
+    The embedder sends one call's batches concurrently, so a page of `batch_size` documents would keep one
+    request in flight however many the server or the account allow. Several rounds rather than one: a slot
+    freed early takes the next batch at once, and a page's fixed costs (scan, version check, lease renewal,
+    the gap between two steps, the stragglers of its last round) come once per four round trips. Measured
+    on 2 cores at 16 x 32 documents per 100 ms: 0.76 of the ceiling with two rounds, 0.80 with four.
+    """
+    if isinstance(new_model, RemoteModelConfig):
+        return max(configured, new_model.batch_size * new_model.max_concurrency * REMOTE_ROUNDS_PER_PAGE)
+    return configured
 
 
 def gate_settings(config: GatesConfig) -> GateSettings:

@@ -24,7 +24,7 @@ import pydantic
 
 from proxy.adapters.pgvector.adopted_table import AdoptedTable, TableConfig
 from proxy.adapters.pgvector.side_index import SideVectorIndex, default_side_table
-from proxy.app.config import ModelConfig
+from proxy.app.config_models import ModelConfig
 from proxy.app.wiring import build_embedder
 from proxy.bench.adopt_app import (
     AppRow,

@@ -19,7 +19,8 @@ from typing import Any
 import pydantic
 import yaml
 
-from proxy.app.config import BackfillConfig, ModelConfig
+from proxy.app.config import BackfillConfig
+from proxy.app.config_models import ModelConfig
 from proxy.app.wiring import build_embedder
 from proxy.bench.base import BaseCorpus
 from proxy.bench.datasets import build_index, copy_index, embedded_vectors

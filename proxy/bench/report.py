@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from proxy.bench import backfill, fanout, overhead, second_collection
 from proxy.bench.report_adopt import adopt_section, adopt_summary_rows
+from proxy.bench.report_embed import embed_section, embed_summary_rows
 from proxy.bench.report_pgvector import pgvector_section, pgvector_summary_rows
 from proxy.bench.report_sections import (
     backfill_section,
@@ -37,6 +38,7 @@ def render(run: BenchRun) -> str:
         scale_section(run),
         collections_section(run),
         pgvector_section(run),
+        embed_section(run),
         adopt_section(run),
         _timings(run),
     ]
@@ -119,6 +121,7 @@ def _summary(run: BenchRun) -> str:
             ]
         )
     rows += pgvector_summary_rows(run)
+    rows += embed_summary_rows(run)
     rows += adopt_summary_rows(run)
     if not rows:
         return ""

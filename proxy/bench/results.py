@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy.bench.adopt import AdoptResult
 from proxy.bench.backfill import BUDGET_OVER_IDLE, BackfillResult
+from proxy.bench.embed_concurrency import EmbedConcurrencyResult
 from proxy.bench.fanout import FanoutResult
 from proxy.bench.machine import Machine
 from proxy.bench.overhead import OverheadResult
@@ -68,6 +69,7 @@ class BenchRun:
     scale: ScaleResult | None = None
     collections: CollectionsResult | None = None
     pgvector: PgvectorResult | None = None
+    embed_concurrency: EmbedConcurrencyResult | None = None
     adopt: AdoptResult | None = None
     section_s: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -116,6 +118,13 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
         figures[f"collections_two_p50_ms_c{c}"] = collections_row.two.p50_ms
     if run.pgvector is not None:
         figures |= pgvector_figures(run.pgvector)
+    if run.embed_concurrency is not None:
+        for row in run.embed_concurrency.rows:
+            figures[f"remote_backfill_docs_per_s_c{row.concurrency}"] = row.docs_per_s
+            figures[f"remote_backfill_ratio_c{row.concurrency}"] = row.ratio
+        for limit in run.embed_concurrency.rate_limits:
+            suffix = "headers" if limit.headers else "429_only"
+            figures[f"remote_rate_limit_ratio_{suffix}"] = limit.ratio
     if run.adopt is not None:
         figures |= adopt_figures(run.adopt)
     return {name: _finite(value) for name, value in figures.items()}

@@ -17,6 +17,7 @@ from proxy.adapters.embedders.hashing import HashingEmbedder
 from proxy.bench.adopt import run_adopt
 from proxy.bench.backfill import run_backfill_section
 from proxy.bench.base import BaseCorpus
+from proxy.bench.embed_concurrency import run_embed_concurrency
 from proxy.bench.fanout import run_fanout
 from proxy.bench.machine import describe_machine, load_average
 from proxy.bench.overhead import run_overhead
@@ -70,6 +71,11 @@ def _run_sections(run: BenchRun, settings: BenchSettings, base: BaseCorpus, root
         run.collections = _timed(run, "collections", lambda: run_collections(settings, base, root))
     if "pgvector" in wanted:
         run.pgvector = _timed(run, "pgvector", lambda: run_pgvector(settings, base, root))
+    if "embed_concurrency" in wanted:
+        section = root / "embed_concurrency"
+        run.embed_concurrency = _timed(
+            run, "embed_concurrency", lambda: run_embed_concurrency(settings, section)
+        )
     if "adopt" in wanted:
         run.adopt = _timed(run, "adopt", lambda: run_adopt(settings, root))
 

@@ -13,6 +13,7 @@ SECTIONS = (
     "scale",
     "collections",
     "pgvector",
+    "embed_concurrency",
     "adopt",
 )
 
@@ -64,6 +65,16 @@ class BenchSettings:
     """The write methods take turns this many times, each writing its share of the documents per turn."""
     pg_backfill_docs: int
     """Documents in the old table of the pgvector section's pgvector -> pgvector backfill."""
+    embed_delay_ms: float
+    """The remote embedding server's answer time per batch in the embed_concurrency section."""
+    embed_batch: int
+    embed_rounds: int
+    """Rounds of full concurrent batches each concurrency's backfill takes."""
+    embed_rpm_window_s: float
+    embed_rpm_per_window: int
+    """The rate-limited server's limit: this many requests per window (600 a minute either way)."""
+    embed_rpm_windows: int
+    """Complete windows the rate-limited backfill spans."""
     adopt_rows: int = 100_000
     """Rows of the application's table of the adopted-table section (hashing models)."""
     adopt_real_rows: int = 2_000
@@ -110,6 +121,12 @@ FULL = BenchSettings(
     pg_write_docs=5_000,
     pg_write_rounds=5,
     pg_backfill_docs=5_000,
+    embed_delay_ms=100.0,
+    embed_batch=32,
+    embed_rounds=30,
+    embed_rpm_window_s=5.0,
+    embed_rpm_per_window=50,
+    embed_rpm_windows=6,
 )
 
 QUICK = replace(
@@ -136,6 +153,10 @@ QUICK = replace(
     pg_write_docs=200,
     pg_write_rounds=1,
     pg_backfill_docs=200,
+    embed_rounds=8,
+    embed_rpm_window_s=2.0,
+    embed_rpm_per_window=20,
+    embed_rpm_windows=3,
     adopt_rows=2_000,
     adopt_real_rows=0,
     adopt_insert_rows=2_000,

@@ -128,6 +128,14 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     measured.add_argument("--embed-rate", type=float, help="new-model embedding throughput, docs/s (batched)")
     measured.add_argument("--from-bench", help="benchmark results JSON (schema: proxy/planning/inputs.py)")
     plan.add_argument("--insert-rate", type=float, help="index insert throughput, docs/s")
+    remote = plan.add_argument_group("a remote embedding API (its limits set the embedding rate)")
+    remote.add_argument("--embed-concurrency", type=int, help="requests in flight (models.*.max_concurrency)")
+    remote.add_argument("--rtt-ms", type=float, help="one batch's round trip, ms (required with these flags)")
+    remote.add_argument(
+        "--embed-batch", type=int, default=64, help="inputs per request (models.*.batch_size)"
+    )
+    remote.add_argument("--rpm", type=float, help="the account's requests per minute for the model")
+    remote.add_argument("--tpm", type=float, help="the account's tokens per minute for the model")
     plan.add_argument("--price-per-1m-tokens", type=float, default=0.02, help="embedding price, $")
     plan.add_argument("--tokens-per-doc", type=float, default=200.0)
     plan.add_argument("--tokens-per-query", type=float, default=16.0)
@@ -224,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: a line per embedding batch would bury what the sidecar says.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -81,12 +81,26 @@ def status_report(status: pb.GetMigrationStatusResponse) -> str:
         f"peak {status.storage.peak_ratio:.2f}x one copy ({status.storage.policy}"
         + (f", {status.storage.retired} retired)" if status.storage.retired else ")"),
         f"validation     {'passed' if status.promotion.last_report_passed else 'not passed yet'}",
-        "history:",
     ]
+    if status.HasField("new_model_load"):
+        lines.append(f"embedding      {embedder_load_line(status.new_model_load)}")
+    lines.append("history:")
     lines += [f"  {c.from_phase} -> {c.to_phase}  {c.reason}" for c in status.history] or ["  (none)"]
     if status.promotion.events:
         lines += ["promotion:"] + [f"  {event}" for event in status.promotion.events[-10:]]
     return "\n".join(lines)
+
+
+def embedder_load_line(load: pb.EmbedderLoad) -> str:
+    """The new model's remote API against its limits: in flight, concurrency, per-minute use, 429s."""
+    rpm = f" of {load.requests_per_minute_budget:,.0f}" if load.requests_per_minute_budget else ""
+    tpm = f" of {load.tokens_per_minute_budget:,.0f}" if load.tokens_per_minute_budget else ""
+    cap = f", server takes {load.batch_cap} per request" if load.batch_cap else ""
+    return (
+        f"{load.model}: {load.in_flight} in flight, concurrency {load.concurrency}/{load.max_concurrency}, "
+        f"{load.requests_last_minute:,} req/min{rpm}, {load.tokens_last_minute:,} tokens/min{tpm}, "
+        f"{load.throttled} x 429, {load.retries} retries{cap}"
+    )
 
 
 def _mib(size: int) -> str:

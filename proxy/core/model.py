@@ -85,3 +85,25 @@ def checked_vector(vector: Vector, dim: int, index: str, what: str) -> Vector:
     if not np.isfinite(array).all():
         raise ValueError(f"index {index!r}: the vector for {what} has NaN or infinite values")
     return array
+
+
+@dataclass(frozen=True)
+class EmbedderLoad:
+    """A remote embedder's requests against its limits, for status and metrics."""
+
+    in_flight: int
+    concurrency: int
+    """Requests it may have in flight now (adaptive: halved on 429s, raised on successes)."""
+    max_concurrency: int
+    requests_last_minute: int
+    tokens_last_minute: int
+    """Estimated."""
+    requests_per_minute: float | None
+    tokens_per_minute: float | None
+    """The configured budgets (None: none)."""
+    throttled: int
+    """429 answers since start."""
+    retries: int
+    """Requests sent again (after a 429, a server error, a timeout or a split)."""
+    batch_cap: int | None
+    """The largest batch the server accepted after refusing a larger one (None: none refused yet)."""

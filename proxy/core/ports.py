@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult
+from proxy.core.model import EmbedderLoad, Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult
 
 
 @runtime_checkable
@@ -37,6 +37,14 @@ class Embedder(Protocol):
     def embed_query(self, texts: Sequence[str]) -> list[Vector]:
         """Like `embed`, for search queries: asymmetric models (e5: "query:" vs "passage:") embed them apart."""
         ...
+
+
+@runtime_checkable
+class ReportsLoad(Protocol):
+    """An embedder that calls a remote API and can say how loaded it is (None: it cannot, e.g. a wrapper
+    around a local model)."""
+
+    def load(self) -> EmbedderLoad | None: ...
 
 
 @runtime_checkable

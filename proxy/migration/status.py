@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.core.binding import IndexBinding
-from proxy.core.ports import StateStore
+from proxy.core.model import EmbedderLoad
+from proxy.core.ports import ReportsLoad, StateStore
 from proxy.migration.backfill import Backfiller
 from proxy.migration.coverage import CoverageGauge
 from proxy.migration.phases import MigrationState, Phase
@@ -51,6 +52,9 @@ class MigrationStatus:
     coverage: float
     traffic_percent: float
     storage: StorageStatus
+    new_model_load: EmbedderLoad | None = None
+    """The new index's embedder against its limits, when it calls a remote API."""
+    new_model: str = ""
 
 
 class ProgressRate:
@@ -108,6 +112,8 @@ class StatusReader:
             self._coverage.value(),
             self._traffic_percent(),
             self._storage.sample(),
+            self._new.embedder.load() if isinstance(self._new.embedder, ReportsLoad) else None,
+            self._new.embedder.model,
         )
 
     def _backfill(self, state: MigrationState) -> BackfillStatus:

@@ -14,6 +14,7 @@ from proxy.migration.retirement import StoragePolicy
 from proxy.planning.estimate import plan
 from proxy.planning.inputs import BENCH_KEYS, DEFAULT_RECALL_CURVE, Measurements, PlanInput
 from proxy.planning.plot import write_plot
+from proxy.planning.remote import RemoteEmbedding
 from proxy.planning.report import format_plan, plan_to_json
 from proxy.planning.units import DAY_S
 
@@ -53,6 +54,11 @@ def input_from_args(args: argparse.Namespace) -> PlanInput:
         )
     if args.recall_curve:
         curve, curve_source = parse_curve(args.recall_curve), "given (--recall-curve)"
+    remote = remote_from_args(args)
+    if remote is not None:
+        limit = remote.binding(args.tokens_per_doc)
+        source = f"given (remote API limits: {limit.name} binds)"
+        measurements = _with(measurements, "embed_docs_per_s", limit.docs_per_s, source)
     return PlanInput(
         docs=args.docs,
         dim=args.dim,
@@ -75,6 +81,23 @@ def input_from_args(args: argparse.Namespace) -> PlanInput:
         deadline_s=args.deadline_days * DAY_S if args.deadline_days else None,
         max_cost=args.max_cost,
         allow_downtime=args.allow_downtime,
+        remote=remote,
+    )
+
+
+def remote_from_args(args: argparse.Namespace) -> RemoteEmbedding | None:
+    """The remote API's limits when any is given; the round trip is then required (it sets the pace)."""
+    given = [args.embed_concurrency, args.rpm, args.tpm, args.rtt_ms]
+    if all(value is None for value in given):
+        return None
+    if args.rtt_ms is None:
+        raise ValueError("--embed-concurrency, --rpm and --tpm need --rtt-ms (one batch's round trip)")
+    return RemoteEmbedding(
+        concurrency=args.embed_concurrency or 4,
+        round_trip_ms=args.rtt_ms,
+        batch_size=args.embed_batch,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
     )
 
 

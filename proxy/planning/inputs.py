@@ -26,6 +26,7 @@ import numpy as np
 
 from proxy.migration.retirement import StoragePolicy
 from proxy.migration.throttle import AdaptiveThrottle
+from proxy.planning.remote import RemoteEmbedding
 from proxy.planning.units import DAY_S
 
 THROTTLE_FLOOR = AdaptiveThrottle.MIN_DUTY
@@ -161,6 +162,8 @@ class PlanInput:
     max_cost: float | None = None
     allow_downtime: bool = False
     """Whether the offline strategy's stale window (old answers for the whole build) is acceptable."""
+    remote: RemoteEmbedding | None = None
+    """The new model behind a remote API: its limits set the embedding rate (the report shows which binds)."""
 
     def __post_init__(self) -> None:
         _require(

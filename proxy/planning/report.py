@@ -68,9 +68,31 @@ def _inputs(inp: PlanInput) -> list[str]:
         ("access skew", f"Zipf s={inp.zipf_s:g}, {inp.hits_per_query} hits/query", "given"),
         ("tokens", f"{inp.tokens_per_doc:g}/doc, {inp.tokens_per_query:g}/query", "given"),
     ]
+    rows += _remote_rows(inp)
     return ["Inputs (measured = from a benchmark, given = on the command line, assumed = default):"] + [
         f"  {name:<22} {value:<46} {source}" for name, value, source in rows
     ]
+
+
+def _remote_rows(inp: PlanInput) -> list[tuple[str, str, str]]:
+    """Each limit of the remote API as docs/s, the binding one marked, and what would lift it."""
+    if inp.remote is None:
+        return []
+    binding = inp.remote.binding(inp.tokens_per_doc)
+    rows = [
+        (
+            f"remote: {limit.name}",
+            f"{limit.docs_per_s:,.0f} docs/s" + ("  <- binds" if limit.name == binding.name else ""),
+            f"given ({limit.how})",
+        )
+        for limit in inp.remote.limits(inp.tokens_per_doc)
+    ]
+    if binding.name == "concurrency" and len(rows) > 1:
+        needed = inp.remote.needed_concurrency(inp.tokens_per_doc)
+        rows.append(
+            ("remote: to use budgets", f"--embed-concurrency {needed}", "derived: budgets / per-slot rate")
+        )
+    return rows
 
 
 def _throttle_input(m: Measurements) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from proxy._gen.switchyard.v1 import admin_service_pb2 as pb
 from proxy._gen.switchyard.v1 import admin_service_pb2_grpc as pb_grpc
 from proxy.core.collections import Collections
 from proxy.core.errors import FailedPrecondition
+from proxy.core.model import EmbedderLoad
 from proxy.migration.controller import MigrationController
 from proxy.migration.phases import Phase
 from proxy.migration.promoter import Promoter
@@ -228,4 +229,23 @@ def status_to_pb(
             )
             for c in status.state.history
         ],
+        new_model_load=_load_to_pb(status.new_model, status.new_model_load),
+    )
+
+
+def _load_to_pb(model: str, load: EmbedderLoad | None) -> pb.EmbedderLoad | None:
+    if load is None:
+        return None
+    return pb.EmbedderLoad(
+        model=model,
+        in_flight=load.in_flight,
+        concurrency=load.concurrency,
+        max_concurrency=load.max_concurrency,
+        requests_last_minute=load.requests_last_minute,
+        tokens_last_minute=load.tokens_last_minute,
+        requests_per_minute_budget=load.requests_per_minute or 0.0,
+        tokens_per_minute_budget=load.tokens_per_minute or 0.0,
+        throttled=load.throttled,
+        retries=load.retries,
+        batch_cap=load.batch_cap or 0,
     )

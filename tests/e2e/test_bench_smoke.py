@@ -26,6 +26,7 @@ HEADINGS = (
     "## 6. Scale",
     "## 7. Collections",
     "## 8. pgvector",
+    "## 9. Remote embedding",
     "## 10. Adopted pgvector table",
 )
 AGREED_KEYS = (
@@ -129,6 +130,23 @@ def test_pgvector_section_measured_both_paths_and_every_write_method(
     backfill = pg["backfill"]
     assert backfill["backfill_docs_per_s"] > 0 and backfill["embed_docs_per_s"] > 0
     assert backfill["write_method"] in ("executemany", "copy")
+
+
+def test_embed_concurrency_section_moved_every_document_once_at_each_concurrency(
+    bench_output: tuple[str, dict[str, Any]],
+) -> None:
+    report, data = bench_output
+    section = data["run"]["embed_concurrency"]
+    assert [row["concurrency"] for row in section["rows"]] == [1, 4, 16]
+    for row in section["rows"]:
+        assert row["embedded_once"] and row["peak_in_flight"] == row["concurrency"]
+        assert row["docs_per_s"] > 0 and row["passed"] in (True, False)
+        assert data[f"remote_backfill_ratio_c{row['concurrency']}"] > 0
+    assert [limit["headers"] for limit in section["rate_limits"]] == [True, False]
+    for limit in section["rate_limits"]:
+        assert limit["embedded_once"] and limit["complete_windows"] >= 1 and limit["steady_rpm"] > 0
+    assert section["rate_limits"][1]["throttled"] > 0  # without the headers only 429s tell the client
+    assert "Rate-limited backfill: steady requests/min / limit (429 + Retry-After only)" in report
 
 
 def _backend_visible_here(dsn: str) -> bool:

@@ -20,7 +20,8 @@ import pytest
 
 from proxy.adapters.embedders.local_models import E5SmallEmbedder
 from proxy.adapters.embedders.openai_http import OpenAIEmbedder, RetryPolicy
-from proxy.app.config import OpenAIModelConfig, parse_config
+from proxy.app.config import parse_config
+from proxy.app.config_models import OpenAIModelConfig
 from proxy.app.wiring import build_embedder
 from proxy.core.errors import ConfigError, InvalidArgument, Unavailable
 from proxy.demo.sidecar_process import free_port

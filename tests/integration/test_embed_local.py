@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from proxy.adapters.embedders.local_models import E5SmallEmbedder, MiniLMEmbedder
-from proxy.app.config import E5SmallModelConfig, MiniLMModelConfig
+from proxy.app.config_models import E5SmallModelConfig, MiniLMModelConfig
 from proxy.app.wiring import build_embedder
 from proxy.core.errors import ConfigError
 from proxy.core.ports import Embedder

@@ -87,7 +87,7 @@ class PromotionStatus(_message.Message):
     def __init__(self, auto: _Optional[bool] = ..., steps: _Optional[_Iterable[float]] = ..., step_started_at_unix: _Optional[float] = ..., events: _Optional[_Iterable[str]] = ..., last_report_passed: _Optional[bool] = ...) -> None: ...
 
 class GetMigrationStatusResponse(_message.Message):
-    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history", "storage", "promotion", "collection")
+    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history", "storage", "promotion", "collection", "new_model_load")
     MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
     OLD_INDEX_FIELD_NUMBER: _ClassVar[int]
     NEW_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class GetMigrationStatusResponse(_message.Message):
     STORAGE_FIELD_NUMBER: _ClassVar[int]
     PROMOTION_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NEW_MODEL_LOAD_FIELD_NUMBER: _ClassVar[int]
     migration_id: str
     old_index: str
     new_index: str
@@ -110,7 +111,34 @@ class GetMigrationStatusResponse(_message.Message):
     storage: StorageStatus
     promotion: PromotionStatus
     collection: str
-    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ..., storage: _Optional[_Union[StorageStatus, _Mapping]] = ..., promotion: _Optional[_Union[PromotionStatus, _Mapping]] = ..., collection: _Optional[str] = ...) -> None: ...
+    new_model_load: EmbedderLoad
+    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ..., storage: _Optional[_Union[StorageStatus, _Mapping]] = ..., promotion: _Optional[_Union[PromotionStatus, _Mapping]] = ..., collection: _Optional[str] = ..., new_model_load: _Optional[_Union[EmbedderLoad, _Mapping]] = ...) -> None: ...
+
+class EmbedderLoad(_message.Message):
+    __slots__ = ("model", "in_flight", "concurrency", "max_concurrency", "requests_last_minute", "tokens_last_minute", "requests_per_minute_budget", "tokens_per_minute_budget", "throttled", "retries", "batch_cap")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_LAST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_CAP_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    in_flight: int
+    concurrency: int
+    max_concurrency: int
+    requests_last_minute: int
+    tokens_last_minute: int
+    requests_per_minute_budget: float
+    tokens_per_minute_budget: float
+    throttled: int
+    retries: int
+    batch_cap: int
+    def __init__(self, model: _Optional[str] = ..., in_flight: _Optional[int] = ..., concurrency: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., requests_last_minute: _Optional[int] = ..., tokens_last_minute: _Optional[int] = ..., requests_per_minute_budget: _Optional[float] = ..., tokens_per_minute_budget: _Optional[float] = ..., throttled: _Optional[int] = ..., retries: _Optional[int] = ..., batch_cap: _Optional[int] = ...) -> None: ...
 
 class StartMigrationRequest(_message.Message):
     __slots__ = ("collection",)
