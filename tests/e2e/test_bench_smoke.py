@@ -150,11 +150,12 @@ def test_embed_concurrency_section_moved_every_document_once_at_each_concurrency
 
 
 def _backend_visible_here(dsn: str) -> bool:
+    # Read while the connection is open: its backend process ends with it.
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    comm = Path(f"/proc/{row[0]}/comm")
-    return comm.exists() and comm.read_text().startswith("postgres")
+        assert row is not None
+        comm = Path(f"/proc/{row[0]}/comm")
+        return comm.exists() and comm.read_text().startswith("postgres")
 
 
 def test_pgvector_section_reports_each_target_with_its_arithmetic(
