@@ -85,13 +85,14 @@ def backends_spent(before: Mapping[int, float], after: Mapping[int, float]) -> t
 
 def server_is_local(dsn: str) -> bool:
     """Whether the server's backends are processes of this machine, so their CPU time can be read here."""
+    # Read while the connection is open: its backend process ends with it.
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    try:
-        name = psutil.Process(row[0]).name() if psutil else Path(f"/proc/{row[0]}/comm").read_text()
-    except _GONE:
-        return False
+        assert row is not None
+        try:
+            name = psutil.Process(row[0]).name() if psutil else Path(f"/proc/{row[0]}/comm").read_text()
+        except _GONE:
+            return False
     return name.strip().startswith("postgres")
 
 
