@@ -9,18 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import psycopg
 from psycopg import sql
 
 from proxy.adapters.pgvector.adopted_table import AdoptedTable
 from proxy.adapters.pgvector.connection import IndexConnectionPool
-from proxy.adapters.pgvector.queries import run_with_settings
+from proxy.adapters.pgvector.queries import (
+    bounded_ef_search,
+    run_with_settings,
+    search_deadline,
+    search_settings,
+)
 from proxy.adapters.pgvector.rows import hit, stored_document
 from proxy.adapters.pgvector.schema import Space
 from proxy.core.errors import Unavailable
 from proxy.core.model import Hit, Metadata, StoredDocument, Vector, checked_vector
 
-MAX_EF_SEARCH = 1_000
 DEFAULT_EF_SEARCH = 40
 
 
@@ -77,7 +80,7 @@ class TableReads:
         """Sets the statements and opens the pool: the last step of a subclass's constructor."""
         self._statements = statements
         self._nearest = {}
-        self._ef_search = min(max(ef_search, 1), MAX_EF_SEARCH)
+        self._ef_search = bounded_ef_search(ef_search)
         self._pool = IndexConnectionPool(
             self._name,
             dsn,
@@ -137,13 +140,9 @@ class TableReads:
         include_text: bool = False,
         timeout_s: float | None = None,
     ) -> list[Hit]:
-        settings = {"hnsw.ef_search": str(min(k, MAX_EF_SEARCH))} if k > self._ef_search else {}
-        if timeout_s is not None:
-            settings["statement_timeout"] = f"{max(1, round(timeout_s * 1000))}ms"
-        try:
+        settings = search_settings(k, self._ef_search, timeout_s)
+        with search_deadline(self._name, timeout_s):
             hits = self._search(vector, k, where, include_text, exact=False, settings=settings)
-        except psycopg.errors.QueryCanceled as exc:
-            raise TimeoutError(f"index {self._name!r}: the search ran past its deadline") from exc
         if len(hits) < k:
             # As for an index of Switchyard's own: pgvector filters after the graph scan, exact is right.
             return self.exact_search(vector, k, where, include_text=include_text)

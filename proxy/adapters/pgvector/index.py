@@ -12,11 +12,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from proxy.adapters.pgvector.connection import Connection, IndexConnectionPool, redact_dsn, setup_transaction
-from proxy.adapters.pgvector.queries import read_statements, run_with_settings
+from proxy.adapters.pgvector.queries import (
+    bounded_ef_search,
+    read_statements,
+    run_with_settings,
+    search_deadline,
+    search_settings,
+)
 from proxy.adapters.pgvector.rows import hit, stored_document
 from proxy.adapters.pgvector.schema import (
     OPERATORS,
@@ -37,9 +42,6 @@ from proxy.adapters.pgvector.writes import (
     upsert_statement,
 )
 from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
-
-# pgvector's bounds for hnsw.ef_search; an HNSW scan returns at most ef_search rows.
-_MIN_EF_SEARCH, _MAX_EF_SEARCH = 1, 1_000
 
 
 class PgVectorIndex:
@@ -74,7 +76,7 @@ class PgVectorIndex:
         table_name = table or default_table(name)
         check_table_name(name, table_name)
         self._table = IndexTable(index=name, name=table_name, dim=dim, space=space)
-        self._ef_search = min(max(ef_search, _MIN_EF_SEARCH), _MAX_EF_SEARCH)
+        self._ef_search = bounded_ef_search(ef_search)
         with setup_transaction(name, dsn, connect_timeout_s=connect_timeout_s) as conn:
             ensure_schema(
                 conn,
@@ -166,24 +168,10 @@ class PgVectorIndex:
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
-        settings: dict[str, str] = {}
-        if k > self._ef_search:
-            # An HNSW scan yields at most ef_search rows, before the `where` filter and the tombstone check;
-            # the connection's own value stays as configured.
-            settings["hnsw.ef_search"] = str(min(k, _MAX_EF_SEARCH))
-        if timeout_s is not None:
-            # The fan-out stops waiting for this leg at its deadline; the server then stops working on it.
-            milliseconds = max(1, round(timeout_s * 1000))
-            settings["statement_timeout"] = f"{milliseconds}ms"
+        settings = search_settings(k, self._ef_search, timeout_s)
         statement = self._reads.nearest.approximate[include_text, bool(where)]
-        try:
+        with search_deadline(self._name, timeout_s):
             hits = self._nearest(statement, query, k, where, settings)
-        except psycopg.errors.QueryCanceled as exc:
-            if timeout_s is None:
-                raise  # cancelled from outside (pg_cancel_backend), not by this search's deadline
-            raise TimeoutError(
-                f"pgvector index {self._name!r}: the search ran past its {milliseconds} ms deadline"
-            ) from exc
         if len(hits) < k:
             # Short: either fewer than k documents match, or the filter dropped too many of the graph's
             # candidates (pgvector filters after the index scan). The exact answer is right in both cases.

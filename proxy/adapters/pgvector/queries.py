@@ -14,10 +14,12 @@ ef_search, no index scans) in the statement's own round trip.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from proxy.adapters.pgvector.connection import Connection
@@ -94,6 +96,41 @@ def _nearest(table: IndexTable, include_text: bool, filtered: bool) -> sql.Compo
 def _render(statement: sql.Composable) -> bytes:
     # No connection needed: table names are checked ASCII identifiers, quoted the same in every encoding.
     return statement.as_bytes(None)
+
+
+# pgvector's bounds for hnsw.ef_search; an HNSW scan returns at most ef_search rows.
+MIN_EF_SEARCH, MAX_EF_SEARCH = 1, 1_000
+
+
+def bounded_ef_search(ef_search: int) -> int:
+    return min(max(ef_search, MIN_EF_SEARCH), MAX_EF_SEARCH)
+
+
+def search_settings(k: int, ef_search: int, timeout_s: float | None) -> dict[str, str]:
+    """Settings for one approximate search, for that statement alone (`run_with_settings`)."""
+    settings: dict[str, str] = {}
+    if k > ef_search:
+        # An HNSW scan yields at most ef_search rows, before the `where` filter and the tombstone check; the
+        # connection's own value stays as configured.
+        settings["hnsw.ef_search"] = str(min(k, MAX_EF_SEARCH))
+    if timeout_s is not None:
+        # The fan-out stops waiting for this leg at its deadline; the server then stops working on it.
+        settings["statement_timeout"] = f"{max(1, round(timeout_s * 1000))}ms"
+    return settings
+
+
+@contextmanager
+def search_deadline(index: str, timeout_s: float | None) -> Iterator[None]:
+    """Turns a search cancelled by its own statement_timeout into TimeoutError."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled as exc:
+        if timeout_s is None:
+            raise  # cancelled from outside (pg_cancel_backend), not by this search's deadline
+        milliseconds = max(1, round(timeout_s * 1000))
+        raise TimeoutError(
+            f"pgvector index {index!r}: the search ran past its {milliseconds} ms deadline"
+        ) from exc
 
 
 _SET_LOCAL = "SELECT set_config(%s, %s, true)"
