@@ -22,7 +22,7 @@ from proxy.core.model import StoredDocument, WriteResult
 from proxy.core.ports import StateStore, id_order
 from proxy.migration.changes import ChangeFollower
 from proxy.migration.pipeline import WriteBehind
-from proxy.migration.records import embed_records
+from proxy.migration.records import embed_records, needing_reembed
 from proxy.migration.slices import SLICES_KEY, Slice, SliceBatch, dump_slice, load_slice, plan_slices
 from proxy.migration.state import LAZY_QUEUE, REPAIR_PRIORITY, PendingWrite, repair_queue
 from proxy.migration.throttle import AdaptiveThrottle
@@ -206,7 +206,7 @@ class Backfiller:
         ids = self.store.dequeue(LAZY_QUEUE, self._batch_size())
         if not ids:
             return 0, 0
-        docs = self._needing_reembed(self.source.index.get(ids))
+        docs = needing_reembed(self.source.index.get(ids), self.target.index)
         # A document embedded and waiting in the pipeline at this version goes now with the vector it has: hot
         # documents must not wait for the slice step (queries would keep asking for them), nor be embedded twice.
         ready = {(r.id, r.version): r for b in self._ahead.waiting() for r in b.records}
@@ -354,7 +354,7 @@ class Backfiller:
         key = self._id_key
         in_range = [d for d in page if slice_.until is None or key(d.id) <= key(slice_.until)]
         finished = len(in_range) < len(page) or len(page) < size
-        records = embed_records(self._needing_reembed(in_range), self.target.embedder)
+        records = embed_records(needing_reembed(in_range, self.target.index), self.target.embedder)
         checkpoint = slice_.advanced(in_range, finished)
         self._reading = None if finished else checkpoint
         return SliceBatch(slice_, checkpoint, tuple(in_range), tuple(records), len(page))
@@ -398,11 +398,6 @@ class Backfiller:
         self._ahead.forget(lambda batch: batch.checkpoint.number == number)
         if self._reading is not None and self._reading.number == number:
             self._reading = None
-
-    def _needing_reembed(self, docs: Sequence[StoredDocument]) -> list[StoredDocument]:
-        """Skips documents the target already holds at this version (dual-written or moved lazily)."""
-        held = self.target.index.versions([d.id for d in docs])
-        return [d for d in docs if held.get(d.id, -1) < d.version]
 
     def _write(self, docs: Sequence[StoredDocument], target: IndexBinding | None = None) -> int:
         result = reembed(docs, target or self.target)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from proxy.core.binding import IndexBinding
 from proxy.core.ports import Change, ChangeFeed
-from proxy.migration.records import embed_records
+from proxy.migration.records import embed_records, needing_reembed
 
 
 class ChangeFollower:
@@ -43,9 +43,7 @@ class ChangeFollower:
     def _reembed(self, changed: Sequence[Change]) -> int:
         if not changed:
             return 0
-        ids = [c.id for c in changed]
-        held = self._target.index.versions(ids)
-        docs = [d for d in self._source.index.get(ids) if held.get(d.id, -1) < d.version]
+        docs = needing_reembed(self._source.index.get([c.id for c in changed]), self._target.index)
         if not docs:
             return 0
         return len(self._target.index.upsert(embed_records(docs, self._target.embedder)).written)

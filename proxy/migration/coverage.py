@@ -38,15 +38,14 @@ class CoverageGauge:
     def exact(self, backfill_complete: Callable[[], bool]) -> float:
         """Measured now, and below 1 until the backfill has finished (what a phase change is checked on)."""
         self.invalidate()
-        if self.rows_behind() > 0:
-            # Counts can match while rows written directly to an adopted table still wait for their vector.
-            return min(self.value(), BELOW_COMPLETE)
         if backfill_complete() or self._old.index.count() == 0:
             return self.value()
         return min(self.value(), BELOW_COMPLETE)
 
     def rows_behind(self) -> int:
-        """Rows of an application's table served in place that lack a current new vector (0 otherwise)."""
+        """Rows of an application's table served in place that lack a current new vector (0 otherwise): counts
+        can match while rows written directly still wait for their vector, so the phases that need full
+        coverage check this too (`commands`)."""
         return self._new.index.rows_behind() if isinstance(self._new.index, CatchUp) else 0
 
     def invalidate(self) -> None:
