@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from proxy.core.model import EmbedderLoad, Vector
 from proxy.core.ports import Embedder, ReportsLoad
+from proxy.core.rerank import RerankReport
 from proxy.core.service import QueryOutcome
 from proxy.core.tracing import AttributeValue, Span, Tracer
 
@@ -140,6 +141,7 @@ class Telemetry:
             ["collection", "index"],
             registry=self.registry,
         )
+        self._rerank = _RerankMetrics(self.registry)
         self._otlp_query_metrics = _OtlpQueryMetrics(meter) if otlp_endpoint else None
         # labels() looks the child up under a lock each call; the label sets are few and fixed.
         self._children: dict[tuple[str, str, str, bool], tuple[Any, Any]] = {}
@@ -162,6 +164,8 @@ class Telemetry:
         queries.inc()
         for index in outcome.failed_legs:
             self._failed_legs.labels(collection, index).inc()
+        if outcome.rerank.candidates:
+            self._rerank.observe(outcome.rerank, collection)
         if self._otlp_query_metrics is not None:
             self._otlp_query_metrics.observe(outcome, seconds, collection)
 
@@ -192,6 +196,43 @@ class Telemetry:
             self.tracer_provider.shutdown()
 
 
+class _RerankMetrics:
+    """What candidate re-ranking did: queries by outcome, documents by where their vector came from, time."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._queries = Counter(
+            "switchyard_rerank_queries",
+            "Dual queries that re-ranked candidates (outcome=reranked) or fell back to the merge (budget, error)",
+            ["collection", "outcome"],
+            registry=registry,
+        )
+        self._documents = Counter(
+            "switchyard_rerank_documents",
+            "Uncovered candidates by source: embedded now, from the cache, skipped past max_embed",
+            ["collection", "source"],
+            registry=registry,
+        )
+        self._duration = Histogram(
+            "switchyard_rerank_duration_seconds",
+            "Time a query spent re-ranking, embeddings included",
+            ["collection"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, report: RerankReport, collection: str) -> None:
+        outcome = "reranked" if not report.fallback else report.fallback.split(":")[0]
+        self._queries.labels(collection, outcome).inc()
+        for source, count in (
+            ("embedded", report.embedded_now),
+            ("cache", report.from_cache),
+            ("skipped", report.skipped),
+        ):
+            if count:
+                self._documents.labels(collection, source).inc(count)
+        self._duration.labels(collection).observe(report.seconds)
+
+
 class _OtlpQueryMetrics:
     """The per-query metrics as OpenTelemetry instruments, for an OTLP collector."""
 
@@ -208,6 +249,10 @@ class _OtlpQueryMetrics:
         self._failed_legs = meter.create_counter(
             "switchyard.query.legs_failed", description="Legs failed or timed out"
         )
+        self._rerank_documents = meter.create_counter(
+            "switchyard.rerank.documents",
+            description="Re-ranked candidates by source (embedded, cache, skipped)",
+        )
 
     def observe(self, outcome: QueryOutcome, seconds: float, collection: str) -> None:
         path = outcome.served_by.value
@@ -223,6 +268,14 @@ class _OtlpQueryMetrics:
         )
         for index in outcome.failed_legs:
             self._failed_legs.add(1, {"collection": collection, "index": index})
+        report = outcome.rerank
+        for source, count in (
+            ("embedded", report.embedded_now),
+            ("cache", report.from_cache),
+            ("skipped", report.skipped),
+        ):
+            if count:
+                self._rerank_documents.add(count, {"collection": collection, "source": source})
 
 
 class _Cached:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from opentelemetry.sdk.trace import SpanProcessor
 
 from proxy.adapters.telemetry_otel import Telemetry, TracedEmbedder
-from proxy.app.config import Collection, SwitchyardConfig
+from proxy.app.config import Collection, RerankConfig, SwitchyardConfig
 from proxy.app.config_models import ModelConfig
 from proxy.app.cpu import available_cores
 from proxy.app.telemetry_gauges import GAUGES, CollectionGauges, gauges
@@ -28,6 +28,7 @@ from proxy.core.collections import Collections
 from proxy.core.merge import make_merger
 from proxy.core.model import RoutingMode
 from proxy.core.ports import Embedder, StateStore
+from proxy.core.rerank import Reranker, RerankSettings
 from proxy.core.service import Limits, QueryObserver, QueryOutcome, VectorService
 from proxy.core.topology import StaticTopology, Topology
 from proxy.core.tracing import NOOP_TRACER, Tracer
@@ -199,6 +200,7 @@ def _collection(collection: Collection, parts: _Shared) -> CollectionApp:
         tracer=parts.tracer or NOOP_TRACER,
         cores=available_cores(),
         collection=collection.name,
+        reranker=_reranker(query.rerank, controller),
     )
     return CollectionApp(collection.name, collection, bindings, state, topology, service, shadow, controller)
 
@@ -253,4 +255,19 @@ def _controller(
         new_path=RoutingMode(collection.query.new_path),
         golden=load_golden_set(golden_path) if golden_path else (),
         backfill_embedder=backfill_embedder,
+    )
+
+
+def _reranker(settings: RerankConfig, controller: MigrationController | None) -> Reranker | None:
+    """Only a migration has candidates to re-rank; a request may ask for it when the config leaves it off."""
+    if controller is None:
+        return None
+    return Reranker(
+        RerankSettings(
+            candidates=settings.candidates,
+            budget_s=settings.budget_ms / 1000,
+            max_embed=settings.max_embed,
+            cache_entries=settings.cache_entries,
+        ),
+        on_embedded=controller.topology.write_moved,
     )

@@ -15,6 +15,7 @@ from proxy.app.config_adopt import AdoptConfig
 from proxy.app.config_models import _MODEL_KINDS, ModelConfig
 from proxy.app.config_server import ServerConfig, StateConfig, StrictModel, TelemetryConfig
 from proxy.core.errors import ConfigError
+from proxy.core.rerank import MAX_RERANK_CANDIDATES
 from proxy.migration.retirement import StoragePolicy
 
 
@@ -172,6 +173,21 @@ class MigrationConfig(StrictModel):
     new path, keeping peak storage near one copy; the old index can then no longer serve a rollback."""
 
 
+class RerankConfig(StrictModel):
+    """Candidate re-ranking during a migration: the old leg's candidates that the new index lacks are embedded
+    with the new model at query time and ranked with the new leg's hits in the new space."""
+
+    candidates: Annotated[int, Field(ge=0, le=MAX_RERANK_CANDIDATES)] = 0
+    """k': old-leg candidates per dual query; 0 (the default) leaves it off and the merge answers. A request
+    may set its own (QueryRequest.rerank_candidates)."""
+    budget_ms: Annotated[float, Field(gt=0)] = 50.0
+    """Longest a query waits for embeddings; past it the merge answers and the embedding finishes behind."""
+    max_embed: Annotated[int, Field(ge=0)] = 64
+    """Most candidates one query sends to the embedder (cached ones are free)."""
+    cache_entries: Annotated[int, Field(ge=1)] = 20_000
+    """New-model vectors kept by (id, version), so concurrent and repeated queries embed a document once."""
+
+
 class QueryConfig(StrictModel):
     merge: Literal["minmax", "zscore", "rrf", "calibrated"] = "calibrated"
     traffic_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
@@ -179,6 +195,7 @@ class QueryConfig(StrictModel):
     leg_timeout_ms: Annotated[float, Field(gt=0)] = 2_000.0
     shadow_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     """Share of queries on the old path that also run against the new index in the background."""
+    rerank: RerankConfig = RerankConfig()
 
 
 DEFAULT_COLLECTION = "default"

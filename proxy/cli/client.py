@@ -104,7 +104,9 @@ class SwitchyardClient:
         mode: pb.RoutingMode = pb.ROUTING_MODE_UNSPECIFIED,
         include_text: bool = False,
         collection: str | None = None,
+        rerank_candidates: int | None = None,
     ) -> pb.QueryResponse:
+        """`rerank_candidates`: k' for candidate re-ranking on a dual query; None: the collection's setting."""
         request = pb.QueryRequest(
             collection=self._collection(collection),
             text=text,
@@ -116,6 +118,8 @@ class SwitchyardClient:
         )
         if vector is not None:
             request.embedding.CopyFrom(pb.Embedding(model=vector_model, values=list(vector)))
+        if rerank_candidates is not None:
+            request.rerank_candidates = rerank_candidates
         response: pb.QueryResponse = self.vectors.Query(request, timeout=self.timeout_s)
         return response
 

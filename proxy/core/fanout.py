@@ -33,6 +33,8 @@ class LegResult:
     hits: tuple[Hit, ...]
     latency_s: float
     error: str = ""
+    query_vector: Vector | None = None
+    """The query in this leg's space (candidate re-ranking scores with the new leg's)."""
 
     @property
     def ok(self) -> bool:
@@ -53,7 +55,7 @@ def run_leg(leg: LegRequest, tracer: Tracer = NOOP_TRACER, timeout_s: float | No
         latency = time.perf_counter() - started
         span.set_attribute("hits", len(hits))
         span.set_attribute("latency_ms", latency * 1000)
-    return LegResult(leg.binding.name, leg.binding.model, _tagged(hits, leg.binding), latency)
+    return LegResult(leg.binding.name, leg.binding.model, _tagged(hits, leg.binding), latency, "", vector)
 
 
 class LegPools:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from proxy.core.binding import IndexBinding
+from proxy.core.coverage_guard import guard_new_hits
 from proxy.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from proxy.core.fanout import LegPools, LegRequest, LegResult, fan_out
 from proxy.core.merge import ScoreMerger
 from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
+from proxy.core.rerank import NO_RERANK, Reranker, RerankReport, RerankRequest
 from proxy.core.router import RoutingDecision, route
 from proxy.core.topology import Layout, Topology
 from proxy.core.tracing import NOOP_TRACER, Span, Tracer
@@ -54,6 +56,8 @@ class QueryInput:
     routing_key: str = ""
     override: RoutingMode | None = None
     include_text: bool = False
+    rerank_candidates: int | None = None
+    """k' for candidate re-ranking; None: the collection's setting; 0: the merge answers."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class QueryOutcome:
     merge_strategy: str
     failed_legs: tuple[str, ...] = ()
     legs: tuple[LegResult, ...] = ()
+    rerank: RerankReport = NO_RERANK
 
     @property
     def degraded(self) -> bool:
@@ -97,6 +102,7 @@ class VectorService:
         tracer: Tracer = NOOP_TRACER,
         cores: int = 1,
         collection: str = "default",
+        reranker: Reranker | None = None,
     ) -> None:
         self._collection = collection
         """Named on every span, so a trace says which collection a query ran against."""
@@ -117,10 +123,13 @@ class VectorService:
         """Cores this process may use: while fewer queries run, a second leg may overlap the first."""
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        self._reranker = reranker
 
     def close(self) -> None:
-        """Stops the leg pools' threads (the pools are this service's own)."""
+        """Stops the leg pools' threads and the re-ranker's (both are this service's own)."""
         self._legs.shutdown()
+        if self._reranker is not None:
+            self._reranker.close()
 
     def set_merger(self, merger: ScoreMerger) -> None:
         self._merger = merger
@@ -240,7 +249,9 @@ class VectorService:
         decision = self._decide(request, layout)
         coverage = self._topology.coverage() if layout.migrating else 1.0
         bindings = self._bindings_for(decision.mode, layout, coverage, request)
-        legs = [self._leg(b, request) for b in bindings]
+        candidates = self._candidates(request) if len(bindings) > 1 else 0
+        # The old leg (first of two) fetches the re-ranking's candidates; the new leg only the top k.
+        legs = [self._leg(b, request, candidates if n == 0 else 0) for n, b in enumerate(bindings)]
         results = fan_out(legs, self._legs, self._limits.leg_timeout_s, self._tracer, spare_cores=spare_cores)
         if not any(r.ok for r in results):
             raise Unavailable(
@@ -248,7 +259,7 @@ class VectorService:
             )
         if decision.mode is RoutingMode.SHADOW and layout.new is not None:
             self._start_shadow(layout.new, request, results[0], coverage)
-        hits = self._combine(results, legs, layout, request.k)
+        hits, rerank = self._combine(results, legs, layout, request, coverage, candidates)
         failed = tuple(r.index for r in results if not r.ok)
         return QueryOutcome(
             hits=hits,
@@ -258,6 +269,7 @@ class VectorService:
             merge_strategy=self._merger.name if len(results) > 1 else "none",
             failed_legs=failed,
             legs=tuple(results),
+            rerank=rerank,
         )
 
     def _decide(self, request: QueryInput, layout: Layout) -> RoutingDecision:
@@ -303,35 +315,111 @@ class VectorService:
             )
         return own
 
-    def _leg(self, binding: IndexBinding, request: QueryInput) -> LegRequest:
-        where = dict(request.where) or None
-        return LegRequest(binding, request.text, request.vector, request.k, where, request.include_text)
+    def _candidates(self, request: QueryInput) -> int:
+        if self._reranker is None:
+            return 0
+        wanted = request.rerank_candidates
+        return self._reranker.settings.candidates if wanted is None else wanted
 
-    def _combine(self, results: list[LegResult], legs: list[LegRequest], layout: Layout, k: int) -> list[Hit]:
+    def _leg(self, binding: IndexBinding, request: QueryInput, candidates: int = 0) -> LegRequest:
+        where = dict(request.where) or None
+        k = max(request.k, candidates)
+        return LegRequest(binding, request.text, request.vector, k, where, request.include_text)
+
+    def _combine(
+        self,
+        results: list[LegResult],
+        legs: list[LegRequest],
+        layout: Layout,
+        request: QueryInput,
+        coverage: float,
+        candidates: int,
+    ) -> tuple[list[Hit], RerankReport]:
+        k = request.k
         if len(results) == 1:
-            return list(results[0].hits)[:k]
+            return list(results[0].hits)[:k], NO_RERANK
         old, new = results
         if not new.ok:
-            return list(old.hits)[:k]
+            return list(old.hits)[:k], NO_RERANK
         if not old.ok:
-            return list(new.hits)[:k]
-        self._merger.observe(old.hits, new.hits)
-        assert layout.new is not None
-        uncovered = self._uncovered(old.hits, new.hits, layout.new)
+            return list(new.hits)[:k], NO_RERANK
+        assert layout.old is not None and layout.new is not None
+        top_old = list(old.hits)[:k]
+        self._merger.observe(top_old, new.hits)
+        if candidates > 0 and self._reranker is not None:
+            uncovered = self._uncovered(old.hits, new.hits, layout.new)
+            if not uncovered:
+                return list(new.hits)[:k], NO_RERANK
+            # As without re-ranking, the top k's uncovered hits are queued for a lazy move; the re-ranker
+            # writes the candidates it embeds itself.
+            top_ids = {h.id for h in top_old}
+            self._topology.record_uncovered([h.id for h in uncovered if h.id in top_ids])
+            return self._reranked(uncovered, new, layout, request, top_old, coverage, candidates)
+        uncovered = self._uncovered(top_old, new.hits, layout.new)
         budget = self._limits.sync_reembed_budget
         if uncovered and budget and self._topology.reembed_now([h.id for h in uncovered[:budget]]):
             # Moved documents now compete on the new index's own scores: search it again.
             new = fan_out(legs[1:], self._legs, self._limits.leg_timeout_s)[0]
             if not new.ok:
-                return list(old.hits)[:k]
-            uncovered = self._uncovered(old.hits, new.hits, layout.new)
+                return top_old, NO_RERANK
+            uncovered = self._uncovered(top_old, new.hits, layout.new)
         if not uncovered:
             # The new index holds every hit: its own scores need no normalization against anything.
-            return list(new.hits)[:k]
+            return list(new.hits)[:k], NO_RERANK
         self._topology.record_uncovered([h.id for h in uncovered])
+        return self._merged(uncovered, new.hits, top_old, layout.new, k, coverage), NO_RERANK
+
+    def _merged(
+        self,
+        uncovered: Sequence[Hit],
+        new_hits: Sequence[Hit],
+        top_old: Sequence[Hit],
+        new: IndexBinding,
+        k: int,
+        coverage: float,
+    ) -> list[Hit]:
         # The old leg contributes only what the new index lacks; normalizing that remainder on its own
         # measured better recall for rank fusion than normalizing the whole old leg (proxy/bench/recall.py).
-        return self._merger.merge(uncovered, new.hits, k)
+        merged = self._merger.merge(uncovered, new_hits, len(uncovered) + len(new_hits))
+        return guard_new_hits(merged, new.name, {h.id for h in top_old}, k, coverage, self._held_by_old)
+
+    def _held_by_old(self, ids: Sequence[str]) -> set[str]:
+        old = self._topology.layout().old
+        return set() if old is None else {d.id for d in old.index.get(ids)}
+
+    def _reranked(
+        self,
+        uncovered: Sequence[Hit],
+        new: LegResult,
+        layout: Layout,
+        request: QueryInput,
+        top_old: Sequence[Hit],
+        coverage: float,
+        candidates: int,
+    ) -> tuple[list[Hit], RerankReport]:
+        assert self._reranker is not None and layout.old is not None and layout.new is not None
+        started = time.perf_counter()
+        where = dict(request.where) or None
+        ask = RerankRequest(request.k, candidates, where, request.include_text)
+        try:
+            assert new.query_vector is not None
+            answer = self._reranker.rerank(new.query_vector, uncovered, new.hits, layout.old, layout.new, ask)
+            return answer.hits, answer.report
+        except Exception as exc:
+            reason = "budget" if isinstance(exc, TimeoutError) else f"embedder: {type(exc).__name__}"
+            if reason != "budget":
+                log.warning("candidate re-ranking failed, the merge answers: %s", exc)
+            top_ids = {h.id for h in top_old}
+            merged = self._merged(
+                [h for h in uncovered if h.id in top_ids], new.hits, top_old, layout.new, request.k, coverage
+            )
+            report = RerankReport(
+                candidates=candidates,
+                uncovered=len(uncovered),
+                seconds=time.perf_counter() - started,
+                fallback=reason,
+            )
+            return merged, report
 
     @staticmethod
     def _uncovered(old_hits: Sequence[Hit], new_hits: Sequence[Hit], new: IndexBinding) -> list[Hit]:
@@ -366,3 +454,8 @@ def _describe_span(span: Span, outcome: QueryOutcome) -> None:
     span.set_attribute("merge_strategy", outcome.merge_strategy)
     span.set_attribute("degraded", outcome.degraded)
     span.set_attribute("hits", len(outcome.hits))
+    rerank = outcome.rerank
+    if rerank.candidates:
+        span.set_attribute("rerank.embedded_now", rerank.embedded_now)
+        span.set_attribute("rerank.from_cache", rerank.from_cache)
+        span.set_attribute("rerank.fallback", rerank.fallback)

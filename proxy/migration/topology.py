@@ -8,7 +8,7 @@ from contextlib import suppress
 
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import Unavailable
-from proxy.core.model import RoutingMode
+from proxy.core.model import IndexRecord, RoutingMode
 from proxy.core.ports import StateStore
 from proxy.core.topology import Layout
 from proxy.migration.backfill import reembed
@@ -76,3 +76,13 @@ class MigrationTopology:
         if self._shared.phase() not in DUAL_WRITE_PHASES:
             return 0
         return len(reembed(self.old.index.get(ids), self.new).written)
+
+    def write_moved(self, records: Sequence[IndexRecord]) -> int:
+        """Writes documents embedded at query time (candidate re-ranking) to the new index; returns how many.
+
+        Each record carries the version it was read at, so the index's version check lets a newer client
+        write or a delete win over it.
+        """
+        if not records or self._shared.phase() not in DUAL_WRITE_PHASES:
+            return 0
+        return len(self.new.index.upsert(records).written)

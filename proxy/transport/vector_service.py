@@ -13,7 +13,9 @@ import grpc
 from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
 from proxy._gen.switchyard.v1 import vector_service_pb2_grpc as pb_grpc
 from proxy.core.collections import Collections
+from proxy.core.errors import InvalidArgument
 from proxy.core.model import DocumentInput, RoutingMode
+from proxy.core.rerank import MAX_RERANK_CANDIDATES
 from proxy.core.service import QueryInput, QueryOutcome, VectorService
 from proxy.core.validation import check_vector
 from proxy.transport.errors import grpc_errors
@@ -114,6 +116,7 @@ class VectorServicer(pb_grpc.VectorServiceServicer):
             routing_key=request.routing_key,
             override=PB_TO_MODE.get(request.mode),
             include_text=request.include_text,
+            rerank_candidates=_rerank_candidates(request),
         )
 
 
@@ -126,6 +129,15 @@ def _query_response(outcome: QueryOutcome) -> pb.QueryResponse:
         failed_legs=outcome.failed_legs,
         routing_reason=outcome.reason,
     )
+    rerank = outcome.rerank
+    if rerank.candidates:
+        response.rerank.candidates = rerank.candidates
+        response.rerank.uncovered = rerank.uncovered
+        response.rerank.embedded_now = rerank.embedded_now
+        response.rerank.from_cache = rerank.from_cache
+        response.rerank.skipped = rerank.skipped
+        response.rerank.time_ms = rerank.seconds * 1000
+        response.rerank.fallback = rerank.fallback
     # Built in place field by field: this runs for every hit of every query, and constructing a QueryHit with
     # keywords and then copying it into the list costs about twice as much.
     add = response.hits.add
@@ -144,3 +156,14 @@ def _query_response(outcome: QueryOutcome) -> pb.QueryResponse:
             for key, value in hit.metadata.items():
                 metadata[key] = value
     return response
+
+
+def _rerank_candidates(request: pb.QueryRequest) -> int | None:
+    if not request.HasField("rerank_candidates"):
+        return None
+    if request.rerank_candidates > MAX_RERANK_CANDIDATES:
+        raise InvalidArgument(
+            f"rerank_candidates is {request.rerank_candidates}; at most {MAX_RERANK_CANDIDATES} "
+            "(0 turns re-ranking off for the request)"
+        )
+    return request.rerank_candidates

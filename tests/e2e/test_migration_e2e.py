@@ -10,7 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+
 from proxy._gen.switchyard.v1 import admin_service_pb2 as admin_pb
+from proxy._gen.switchyard.v1 import vector_service_pb2 as pb
 from proxy.cli.client import Doc, SwitchyardClient
 from proxy.demo.corpus import synthetic_corpus
 from proxy.demo.sidecar_process import free_port
@@ -134,3 +138,24 @@ def test_migrate_cli_drives_a_running_sidecar(start_sidecar: SidecarFactory, tmp
     assert "phase: validated" in cli("transition", "validated").stdout
     report = cli("status").stdout
     assert "validated" in report and "30% on the new path" in report and "50 docs/s" in report
+
+
+def test_reranking_is_reported_in_the_response_and_checked(
+    start_sidecar: SidecarFactory, tmp_path: Path
+) -> None:
+    config = _config(tmp_path / "data", f"test-{uuid.uuid4().hex}", rate_limit=20)
+    config["query"] = {"rerank": {"candidates": 30, "budget_ms": 5_000}}
+    sidecar = start_sidecar(config)
+    with sidecar.client() as client:
+        _load(client)
+        client.admin.StartMigration(admin_pb.StartMigrationRequest())
+        dual = pb.ROUTING_MODE_DUAL
+        response = client.query(CORPUS[4].text, k=5, mode=dual)
+        summary = response.rerank
+        assert (summary.candidates, summary.fallback) == (30, "") and summary.uncovered > 0
+        assert summary.embedded_now + summary.from_cache == summary.uncovered - summary.skipped
+        assert client.query(CORPUS[4].text, k=5, mode=dual, rerank_candidates=0).rerank.candidates == 0
+        with pytest.raises(grpc.RpcError) as refused:
+            client.query(CORPUS[4].text, k=5, mode=dual, rerank_candidates=5000)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 1000" in (refused.value.details() or "")

@@ -123,7 +123,7 @@ class GetResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[StoredDocument, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("text", "embedding", "k", "filter", "routing_key", "mode", "include_text", "collection")
+    __slots__ = ("text", "embedding", "k", "filter", "routing_key", "mode", "include_text", "collection", "rerank_candidates")
     class FilterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class QueryRequest(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_TEXT_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    RERANK_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     text: str
     embedding: Embedding
     k: int
@@ -147,7 +148,26 @@ class QueryRequest(_message.Message):
     mode: RoutingMode
     include_text: bool
     collection: str
-    def __init__(self, text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., routing_key: _Optional[str] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., include_text: _Optional[bool] = ..., collection: _Optional[str] = ...) -> None: ...
+    rerank_candidates: int
+    def __init__(self, text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., routing_key: _Optional[str] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., include_text: _Optional[bool] = ..., collection: _Optional[str] = ..., rerank_candidates: _Optional[int] = ...) -> None: ...
+
+class RerankSummary(_message.Message):
+    __slots__ = ("candidates", "uncovered", "embedded_now", "from_cache", "skipped", "time_ms", "fallback")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    UNCOVERED_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDED_NOW_FIELD_NUMBER: _ClassVar[int]
+    FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    candidates: int
+    uncovered: int
+    embedded_now: int
+    from_cache: int
+    skipped: int
+    time_ms: float
+    fallback: str
+    def __init__(self, candidates: _Optional[int] = ..., uncovered: _Optional[int] = ..., embedded_now: _Optional[int] = ..., from_cache: _Optional[int] = ..., skipped: _Optional[int] = ..., time_ms: _Optional[float] = ..., fallback: _Optional[str] = ...) -> None: ...
 
 class QueryHit(_message.Message):
     __slots__ = ("id", "score", "metadata", "index", "model", "raw_score", "text", "version")
@@ -177,7 +197,7 @@ class QueryHit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., metadata: _Optional[_Mapping[str, str]] = ..., index: _Optional[str] = ..., model: _Optional[str] = ..., raw_score: _Optional[float] = ..., text: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("hits", "served_by", "coverage", "merge_strategy", "degraded", "failed_legs", "routing_reason")
+    __slots__ = ("hits", "served_by", "coverage", "merge_strategy", "degraded", "failed_legs", "routing_reason", "rerank")
     HITS_FIELD_NUMBER: _ClassVar[int]
     SERVED_BY_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +205,7 @@ class QueryResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     FAILED_LEGS_FIELD_NUMBER: _ClassVar[int]
     ROUTING_REASON_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[QueryHit]
     served_by: RoutingMode
     coverage: float
@@ -192,4 +213,5 @@ class QueryResponse(_message.Message):
     degraded: bool
     failed_legs: _containers.RepeatedScalarFieldContainer[str]
     routing_reason: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[QueryHit, _Mapping]]] = ..., served_by: _Optional[_Union[RoutingMode, str]] = ..., coverage: _Optional[float] = ..., merge_strategy: _Optional[str] = ..., degraded: _Optional[bool] = ..., failed_legs: _Optional[_Iterable[str]] = ..., routing_reason: _Optional[str] = ...) -> None: ...
+    rerank: RerankSummary
+    def __init__(self, hits: _Optional[_Iterable[_Union[QueryHit, _Mapping]]] = ..., served_by: _Optional[_Union[RoutingMode, str]] = ..., coverage: _Optional[float] = ..., merge_strategy: _Optional[str] = ..., degraded: _Optional[bool] = ..., failed_legs: _Optional[_Iterable[str]] = ..., routing_reason: _Optional[str] = ..., rerank: _Optional[_Union[RerankSummary, _Mapping]] = ...) -> None: ...
