@@ -3,32 +3,43 @@
 For each coverage c, a random c-share of the corpus is embedded into the new index B; the old index A holds
 everything. Each query runs through the real query path (proxy.core.service.VectorService, `dual` mode) and
 its top-10 is compared with the exact top-10 under model B over the whole corpus (what a finished migration
-would return). "naive new" is the same query against B alone.
+would return). "old only" is A alone (today's answer before any migration), "naive new" B alone, the
+re-rank columns candidate re-ranking at k' (proxy/bench/rerank.py) beside the exact ceiling it can reach.
 """
 
 from __future__ import annotations
 
 import random
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from proxy.adapters.hnsw import HnswIndex
+from proxy.bench.rerank import (
+    CEILING,
+    FrozenDual,
+    MemoEmbedder,
+    ceiling_recall,
+    rerank_column,
+    rerank_recall,
+)
 from proxy.core.binding import IndexBinding
 from proxy.core.merge import MERGE_STRATEGIES, make_merger
-from proxy.core.model import IndexRecord, RoutingMode
+from proxy.core.model import IndexRecord
 from proxy.core.ports import Embedder
 from proxy.core.quality import recall_at_k
 from proxy.core.service import Limits, QueryInput, VectorService
-from proxy.core.topology import Layout
 from proxy.demo.corpus import CorpusDoc, synthetic_corpus, synthetic_queries
 
 K = 10
 NAIVE = "naive new"
+OLD_ONLY = "old only"
+COVERAGES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+RERANK_CANDIDATES = (10, 50, 200)
 REAL_QUERIES = 96
 """Queries of the real-model table: the hand-written ones, each twice; about four minutes on 2 cores."""
 
@@ -37,29 +48,9 @@ REAL_QUERIES = 96
 class RecallRow:
     coverage: float
     recall: dict[str, float]
-    """Mean recall@10 per strategy name, plus NAIVE."""
-
-
-class _FixedLayout:
-    """A topology frozen mid-migration: old and new index, dual path, nothing recorded."""
-
-    def __init__(self, old: IndexBinding, new: IndexBinding) -> None:
-        self._layout = Layout(old, new, old, new, 100.0, RoutingMode.DUAL)
-
-    def layout(self) -> Layout:
-        return self._layout
-
-    def coverage(self) -> float:
-        return 0.0
-
-    def record_uncovered(self, ids: Sequence[str]) -> None:
-        return None
-
-    def record_pending(self, index: str, versions: Mapping[str, int]) -> None:
-        return None
-
-    def reembed_now(self, ids: Sequence[str]) -> int:
-        return 0
+    """Mean recall@10 per column: OLD_ONLY, each merge strategy, each re-rank k', CEILING, NAIVE."""
+    embedded: dict[str, float] = field(default_factory=dict)
+    """Per re-rank column: uncovered candidates per query that needed a new-model vector."""
 
 
 def _index(name: str, embedder: Embedder, docs: Sequence[CorpusDoc], directory: Path) -> IndexBinding:
@@ -81,41 +72,78 @@ def recall_table(
     new_embedder: Embedder,
     corpus_size: int = 5000,
     query_count: int = 200,
-    coverages: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    coverages: Sequence[float] = COVERAGES,
     strategies: Sequence[str] = MERGE_STRATEGIES,
     seed: int = 3,
     corpus: Sequence[CorpusDoc] | None = None,
     queries: Sequence[str] | None = None,
+    rerank: Sequence[int] = RERANK_CANDIDATES,
 ) -> list[RecallRow]:
     """`corpus` and `queries` default to the synthetic ones of `corpus_size` and `query_count`."""
     corpus = list(corpus) if corpus is not None else synthetic_corpus(corpus_size)
     queries = list(queries) if queries is not None else synthetic_queries(query_count)
+    old_model, new_model = MemoEmbedder(old_embedder), MemoEmbedder(new_embedder)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(8) as pool:
         root = Path(tmp)
-        old = _index("old", old_embedder, corpus, root)
-        full_new = _index("full", new_embedder, corpus, root)
-        truth = [[h.id for h in full_new.index.exact_search(v, K)] for v in new_embedder.embed_query(queries)]
+        old = _index("old", old_model, corpus, root)
+        full_new = _index("full", new_model, corpus, root)
+        new_queries = new_model.embed_query(queries)
+        truth = [[h.id for h in full_new.index.exact_search(v, K)] for v in new_queries]
+        exact = _ExactVectors(corpus, queries, old_model, new_model, truth)
+        old_only = _naive_recall(old, queries, truth)
         rows = []
         for coverage in coverages:
             covered = rng.sample(corpus, round(coverage * len(corpus)))
-            new = _index(f"new-{coverage}", new_embedder, covered, root)
-            recall = {name: _mean_recall(old, new, name, queries, truth, pool) for name in strategies}
+            new = _index(f"new-{coverage}", new_model, covered, root)
+            topology = FrozenDual(old, new, coverage)
+            recall = {OLD_ONLY: old_only}
+            recall |= {name: _mean_recall(topology, name, queries, truth, pool) for name in strategies}
+            embedded = {}
+            for candidates in rerank:
+                result = rerank_recall(topology, old, new, candidates, queries, truth, pool)
+                recall[rerank_column(candidates)] = result.recall
+                embedded[rerank_column(candidates)] = result.embedded_per_query
+            recall[CEILING] = exact.ceiling({d.id for d in covered})
             recall[NAIVE] = _naive_recall(new, queries, truth)
-            rows.append(RecallRow(coverage, recall))
+            rows.append(RecallRow(coverage, recall, embedded))
     return rows
 
 
+class _ExactVectors:
+    """Both models' vectors of the corpus and the queries as matrices, for the re-ranking's exact ceiling."""
+
+    def __init__(
+        self,
+        corpus: Sequence[CorpusDoc],
+        queries: Sequence[str],
+        old: Embedder,
+        new: Embedder,
+        truth: Sequence[Sequence[str]],
+    ) -> None:
+        texts = [d.text for d in corpus]
+        self._ids = [d.id for d in corpus]
+        self._old = np.asarray(old.embed(texts), dtype=np.float64)
+        self._new = np.asarray(new.embed(texts), dtype=np.float64)
+        self._old_queries = np.asarray(old.embed_query(list(queries)), dtype=np.float64)
+        self._new_queries = np.asarray(new.embed_query(list(queries)), dtype=np.float64)
+        row = {doc_id: n for n, doc_id in enumerate(self._ids)}
+        self._truth = [[row[i] for i in relevant] for relevant in truth]
+
+    def ceiling(self, covered: set[str]) -> float:
+        mask = np.array([doc_id in covered for doc_id in self._ids], dtype=bool)
+        return ceiling_recall(self._old, self._new, mask, self._old_queries, self._new_queries, self._truth)
+
+
 def _mean_recall(
-    old: IndexBinding,
-    new: IndexBinding,
+    topology: FrozenDual,
     strategy: str,
     queries: Sequence[str],
     truth: Sequence[Sequence[str]],
     pool: ThreadPoolExecutor,
 ) -> float:
     limits = Limits(max_k=K, leg_timeout_s=30.0)
-    service = VectorService(_FixedLayout(old, new), lambda n: 1, make_merger(strategy), pool, limits, {})
+    service = VectorService(topology, lambda n: 1, make_merger(strategy), pool, limits, {})
     # Stateful strategies (zscore, calibrated) learn from traffic: one warm-up pass, as in a live service.
     for text in queries:
         service.query(QueryInput(k=K, text=text))
@@ -123,6 +151,7 @@ def _mean_recall(
     for text, relevant in zip(queries, truth, strict=True):
         hits = service.query(QueryInput(k=K, text=text)).hits
         scores.append(recall_at_k([h.id for h in hits], relevant, K))
+    service.close()
     return float(np.mean(scores))
 
 
@@ -135,12 +164,22 @@ def _naive_recall(new: IndexBinding, queries: Sequence[str], truth: Sequence[Seq
 
 
 def format_table(rows: Sequence[RecallRow]) -> str:
-    names = list(rows[0].recall)
+    return _table(rows, lambda row: row.recall, "{:.3f}")
+
+
+def format_embedded_table(rows: Sequence[RecallRow]) -> str:
+    """Candidates per query that re-ranking embeds with a cold cache, per coverage and k'."""
+    return _table(rows, lambda row: row.embedded, "{:.1f}") if rows and rows[0].embedded else ""
+
+
+def _table(rows: Sequence[RecallRow], column: Callable[[RecallRow], dict[str, float]], cell: str) -> str:
+    names = list(column(rows[0]))
     header = "| coverage | " + " | ".join(names) + " |"
     rule = "|---:|" + "---:|" * len(names)
     lines = [header, rule]
     for row in rows:
-        lines.append(f"| {row.coverage:.0%} | " + " | ".join(f"{row.recall[n]:.3f}" for n in names) + " |")
+        values = column(row)
+        lines.append(f"| {row.coverage:.0%} | " + " | ".join(cell.format(values[n]) for n in names) + " |")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from proxy.bench import backfill, fanout, overhead, second_collection
 from proxy.bench.report_adopt import adopt_section, adopt_summary_rows
 from proxy.bench.report_embed import embed_section, embed_summary_rows
 from proxy.bench.report_pgvector import pgvector_section, pgvector_summary_rows
+from proxy.bench.report_recall import recall_section, rerank_summary_rows
 from proxy.bench.report_sections import (
     backfill_section,
     collections_section,
@@ -16,7 +17,6 @@ from proxy.bench.report_sections import (
     fmt_rate,
     fmt_ratio,
     overhead_section,
-    recall_section,
     scale_section,
     storage_section,
     table,
@@ -123,6 +123,7 @@ def _summary(run: BenchRun) -> str:
     rows += pgvector_summary_rows(run)
     rows += embed_summary_rows(run)
     rows += adopt_summary_rows(run)
+    rows += rerank_summary_rows(run)
     if not rows:
         return ""
     return "## Summary\n\n" + table(["figure", "value", "target", "result"], rows)

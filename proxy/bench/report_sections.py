@@ -9,8 +9,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from proxy.bench import backfill, fanout, overhead, second_collection
-from proxy.bench.recall import format_table
-from proxy.bench.results import BenchRun, RecallResult
+from proxy.bench.results import BenchRun
 from proxy.bench.stats import LatencySummary, ratio
 
 # -- cells and tables ---------------------------------------------------------------------------------
@@ -284,35 +283,6 @@ def backfill_section(run: BenchRun) -> str:
         for name, m in (("idle", v.throttled.idle), ("busy", v.throttled.busy))
     )
     return f"{title}\n\n{intro}\n\n{throughput}\n\n{during}\n\n{throttled}{notes}"
-
-
-def recall_section(run: BenchRun) -> str:
-    title = "## 4. Recall@10 against a full re-index"
-    missing = missing_note(run, "recall")
-    if missing or run.recall is None:
-        return f"{title}\n\n{missing}"
-    r = run.recall
-    intro = (
-        f"`proxy/bench/recall.py`: {r.corpus:,} documents, {r.queries} queries, dim {r.dim}, two hashing models"
-        " (seeds 1 and 2). At each coverage a random share of the corpus is in B; each query runs through"
-        " the real query path in `dual` mode per merge strategy, and `naive new` queries B alone. Truth is"
-        " the exact top 10 under model B over the whole corpus."
-    )
-    return f"{title}\n\n{intro}\n\n{format_table(r.rows)}{_real_recall(r)}"
-
-
-def _real_recall(r: RecallResult) -> str:
-    title = "\n\n### 4b. Recall@10 with two real models"
-    if r.real is None:
-        return f"{title}\n\n_Not run: {r.real_skipped}_" if r.real_skipped else ""
-    m = r.real
-    intro = (
-        f"Old model {m.old_model}, new model {m.new_model} (both offline, from the `models` extra), {m.corpus}"
-        f" real sentences (first lines of stdlib docstrings, `proxy/real_corpus.py`), {m.queries} queries"
-        " (the hand-written ones, cycled). Truth: the exact top 10 under the new model over the whole corpus."
-        f" Same procedure as above; {m.seconds / 60:.1f} min. Alone: `python -m proxy.bench.recall --real-models`."
-    )
-    return f"{title}\n\n{intro}\n\n{format_table(m.rows)}"
 
 
 def storage_section(run: BenchRun) -> str:

@@ -15,6 +15,7 @@ from proxy.bench.machine import Machine
 from proxy.bench.overhead import OverheadResult
 from proxy.bench.pgvector import PgvectorResult
 from proxy.bench.recall import RecallRow
+from proxy.bench.rerank import RerankLatency
 from proxy.bench.scale import ScaleResult
 from proxy.bench.second_collection import CollectionsResult
 from proxy.bench.settings import BenchSettings
@@ -41,6 +42,8 @@ class RecallResult:
     """The same table with two real models, when the run asked for them and they load."""
     real_skipped: str = ""
     """Why the real-model table is missing ('' when it is there or was not asked for)."""
+    latency: list[RerankLatency] = field(default_factory=list)
+    """Candidate re-ranking's added latency per embedder and k', and its budget."""
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,15 @@ from proxy.bench.overhead import run_overhead
 from proxy.bench.pgvector import run_pgvector
 from proxy.bench.recall import REAL_QUERIES, real_model_table, recall_table
 from proxy.bench.report import render
+from proxy.bench.rerank import latency_rows
 from proxy.bench.results import BaseLoad, BenchRun, RealModelRecall, RecallResult, to_json
 from proxy.bench.scale import run_scale
 from proxy.bench.second_collection import run_collections
 from proxy.bench.settings import BenchSettings
 from proxy.bench.storage import run_storage
 from proxy.core.errors import ConfigError
+from proxy.core.ports import Embedder
+from proxy.demo.corpus import synthetic_corpus, synthetic_queries
 from proxy.demo.real_corpus import real_corpus, real_queries
 
 log = logging.getLogger("bench")
@@ -117,13 +120,26 @@ def _recall(settings: BenchSettings) -> RecallResult:
         corpus_size=settings.recall_corpus,
         query_count=settings.recall_queries,
     )
-    real, skipped = None, ""
+    real, skipped, real_model = None, "", None
     if settings.real_recall and settings.real_model is not None:
         try:
             real = _real_model_recall()
+            real_model = _real_latency_model()
         except ConfigError as exc:  # the models extra is not installed
             skipped = str(exc)
-    return RecallResult(settings.recall_corpus, settings.recall_queries, dim, rows, real, skipped)
+    with tempfile.TemporaryDirectory(prefix="switchyard-rerank-") as tmp:
+        corpus = [d.text for d in synthetic_corpus(min(settings.recall_corpus, 2_000))]
+        latency = latency_rows(
+            corpus, synthetic_queries(min(settings.recall_queries, 60)), Path(tmp), real_model
+        )
+    return RecallResult(settings.recall_corpus, settings.recall_queries, dim, rows, real, skipped, latency)
+
+
+def _real_latency_model() -> Embedder:
+    """The new model of the real-model table, for re-ranking's added latency with a model in process."""
+    from proxy.adapters.embedders.local_models import E5SmallEmbedder
+
+    return E5SmallEmbedder()
 
 
 def _real_model_recall() -> RealModelRecall:

@@ -8,7 +8,7 @@ import pytest
 
 from proxy.bench import run as bench_run
 from proxy.bench.recall import NAIVE, RecallRow
-from proxy.bench.report_sections import _real_recall
+from proxy.bench.report_recall import _real_recall
 from proxy.bench.results import RealModelRecall
 from proxy.bench.settings import QUICK
 from proxy.core.errors import ConfigError
@@ -21,6 +21,7 @@ def test_real_model_table_lands_in_the_report(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(
         bench_run, "_real_model_recall", lambda: RealModelRecall("old-m", "new-m", 479, 96, 120.0, rows)
     )
+    monkeypatch.setattr(bench_run, "_real_latency_model", lambda: None)
     result = bench_run._recall(SMALL)
     assert result.real is not None and result.real.rows == rows and result.real_skipped == ""
     text = _real_recall(result)
