@@ -183,10 +183,20 @@ def recall_curve(run: BenchRun, strategy: str = "calibrated") -> list[list[float
     ]
 
 
+def recall_curves(run: BenchRun) -> dict[str, list[list[float]]]:
+    """Every measured recall curve by column (merges, re-ranking per k', the old index alone): what
+    `switchyard plan --from-bench --recall-strategy NAME` picks from."""
+    if run.recall is None or not run.recall.rows:
+        return {}
+    names = list(run.recall.rows[0].recall)
+    return {name: recall_curve(run, name) or [] for name in names}
+
+
 def to_json(run: BenchRun) -> dict[str, Any]:
     return {
         **key_figures(run),
         "recall_curve": recall_curve(run),
+        "recall_curves": recall_curves(run),
         "embed_model": "hashing",
         "command": run.command,
         "run": jsonable(run),

@@ -146,6 +146,12 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     plan.add_argument("--backfill-rate-limit", type=float, default=0.0, help="docs/s (0: unlimited)")
     plan.add_argument("--recall-curve", help="coverage:recall pairs, e.g. 0:0.66,0.5:0.78,1:1")
+    plan.add_argument(
+        "--recall-strategy",
+        default="calibrated",
+        help="which measured recall curve --from-bench takes: a merge (calibrated, minmax, rrf, zscore) or "
+        "candidate re-ranking (\"re-rank k'=50\", also k'=10 and k'=200)",
+    )
     plan.add_argument("--traffic-target", type=float, default=90.0, help="percent of query traffic")
     plan.add_argument("--deadline-days", type=float, help="full coverage needed within this many days")
     plan.add_argument("--max-cost", type=float, help="embedding budget, $")

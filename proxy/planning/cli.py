@@ -25,9 +25,20 @@ def measurements_from_bench(raw: Mapping[str, Any], source: str) -> Measurements
     return Measurements(**values, provenance={k: f"measured ({source})" for k in values})
 
 
-def curve_from_bench(raw: Mapping[str, Any]) -> tuple[tuple[float, float], ...] | None:
-    curve = raw.get("recall_curve")
-    return tuple((float(c), float(r)) for c, r in curve) if curve else None
+def curve_from_bench(
+    raw: Mapping[str, Any], strategy: str = "calibrated"
+) -> tuple[tuple[float, float], ...] | None:
+    """The bench's recall curve of one merge strategy or re-ranking k' (`recall_curves`); the calibrated merge
+    also from the older `recall_curve` key. None when the bench measured no recall at all."""
+    curves = raw.get("recall_curves") or {}
+    curve = curves.get(strategy) or (raw.get("recall_curve") if strategy == "calibrated" else None)
+    if curve:
+        return tuple((float(c), float(r)) for c, r in curve)
+    if curves:
+        raise ValueError(
+            f"--recall-strategy {strategy!r} is not in the bench results; measured: {', '.join(curves)}"
+        )
+    return None
 
 
 def parse_curve(text: str) -> tuple[tuple[float, float], ...]:
@@ -43,9 +54,12 @@ def input_from_args(args: argparse.Namespace) -> PlanInput:
     if args.from_bench:
         raw = json.loads(Path(args.from_bench).read_text())
         measurements = measurements_from_bench(raw, Path(args.from_bench).name)
-        bench_curve = curve_from_bench(raw)
+        bench_curve = curve_from_bench(raw, args.recall_strategy)
         if bench_curve:
-            curve, curve_source = bench_curve, f"measured ({Path(args.from_bench).name})"
+            curve, curve_source = (
+                bench_curve,
+                f"measured ({Path(args.from_bench).name}, {args.recall_strategy})",
+            )
     if args.embed_rate:
         measurements = _with(measurements, "embed_docs_per_s", args.embed_rate, "given (--embed-rate)")
     if args.insert_rate:

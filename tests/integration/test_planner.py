@@ -389,3 +389,16 @@ def test_forecast_from_measured_throughput_is_within_25_percent(tmp_path: Path) 
         f" measured {backfill_s:.2f}s"
     )
     assert predicted / backfill_s == pytest.approx(1.0, abs=0.25)
+
+
+def test_plan_takes_the_recall_curve_of_the_strategy_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    curves = {"calibrated": [[0.0, 0.49], [1.0, 1.0]], "re-rank k'=50": [[0.0, 0.83], [1.0, 1.0]]}
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"recall_curves": curves}))
+    assert main([*_ARGS, "--from-bench", str(bench), "--recall-strategy", "re-rank k'=50"]) == 0
+    printed = capsys.readouterr().out
+    assert "0%:0.83" in printed and "measured (bench.json, re-rank k'=50)" in printed
+    assert main([*_ARGS, "--from-bench", str(bench), "--recall-strategy", "rrf"]) != 0
+    assert "measured: calibrated, re-rank k'=50" in capsys.readouterr().err
