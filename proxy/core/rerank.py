@@ -49,6 +49,9 @@ class RerankSettings:
     """Vectors kept by (id, version); 20,000 x 384 floats is about 31 MB."""
     embed_workers: int = 4
     """Threads that run embedding batches (a query that gives up waiting leaves its batch running)."""
+    max_queued_batches: int = 16
+    """Batches submitted and not finished past which a query does not add one and the merge answers: under
+    an embedder slower than the query rate, a queue without a bound would only grow."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class RerankReport:
 
 
 NO_RERANK = RerankReport()
+
+
+class RerankBusy(Exception):
+    """The embedder is behind by `max_queued_batches`: this query's candidates are not queued."""
 
 
 class EmbeddingCache:
@@ -130,6 +137,8 @@ class Reranker:
         self._on_embedded = on_embedded
         self._clock = clock
         self._pool = ThreadPoolExecutor(settings.embed_workers, thread_name_prefix="switchyard-rerank")
+        self._queued = 0
+        self._queued_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -145,15 +154,22 @@ class Reranker:
     ) -> Reranked:
         """The union of `new_hits` and the `uncovered` old candidates, ranked by new-space score.
 
-        Raises TimeoutError when the budget runs out first; the embedder's own errors propagate as they are.
+        Raises TimeoutError when the budget runs out first, RerankBusy when the embedder is too far behind to
+        take more; the embedder's own errors propagate as they are.
         """
         started = self._clock()
         deadline = started + self.settings.budget_s
         docs = _current(old.index.get([h.id for h in uncovered]), request.where)
-        futures, owned = self._cache.claim([(d.id, d.version) for d in docs], self.settings.max_embed)
+        keys = [(d.id, d.version) for d in docs]
+        busy = not self._reserve_batch()
+        futures, owned = self._cache.claim(keys, 0 if busy else self.settings.max_embed)
+        if busy and len(futures) < min(len(keys), self.settings.max_embed):
+            raise RerankBusy(f"{self.settings.max_queued_batches} embedding batches already queued")
         if owned:
             by_key = {(d.id, d.version): d for d in docs}
             self._pool.submit(self._embed, [by_key[key] for key in owned], futures, new)
+        elif not busy:
+            self._release_batch()
         pending = wait(list(futures.values()), timeout=max(0.0, deadline - self._clock())).not_done
         if pending:
             raise TimeoutError(
@@ -173,7 +189,26 @@ class Reranker:
         )
         return Reranked(hits[: request.k], report)
 
+    def _reserve_batch(self) -> bool:
+        with self._queued_lock:
+            if self._queued >= self.settings.max_queued_batches:
+                return False
+            self._queued += 1
+            return True
+
+    def _release_batch(self) -> None:
+        with self._queued_lock:
+            self._queued -= 1
+
     def _embed(
+        self, docs: Sequence[StoredDocument], futures: dict[CacheKey, Future[Vector]], new: IndexBinding
+    ) -> None:
+        try:
+            self._embed_and_write(docs, futures, new)
+        finally:
+            self._release_batch()
+
+    def _embed_and_write(
         self, docs: Sequence[StoredDocument], futures: dict[CacheKey, Future[Vector]], new: IndexBinding
     ) -> None:
         keys = [(d.id, d.version) for d in docs]

@@ -17,7 +17,7 @@ from proxy.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from proxy.core.fanout import LegPools, LegRequest, LegResult, fan_out
 from proxy.core.merge import ScoreMerger
 from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
-from proxy.core.rerank import NO_RERANK, Reranker, RerankReport, RerankRequest
+from proxy.core.rerank import NO_RERANK, RerankBusy, Reranker, RerankReport, RerankRequest
 from proxy.core.router import RoutingDecision, route
 from proxy.core.topology import Layout, Topology
 from proxy.core.tracing import NOOP_TRACER, Span, Tracer
@@ -406,8 +406,8 @@ class VectorService:
             answer = self._reranker.rerank(new.query_vector, uncovered, new.hits, layout.old, layout.new, ask)
             return answer.hits, answer.report
         except Exception as exc:
-            reason = "budget" if isinstance(exc, TimeoutError) else f"embedder: {type(exc).__name__}"
-            if reason != "budget":
+            reason = _fallback_reason(exc)
+            if reason.startswith("embedder"):
                 log.warning("candidate re-ranking failed, the merge answers: %s", exc)
             top_ids = {h.id for h in top_old}
             merged = self._merged(
@@ -445,6 +445,14 @@ class VectorService:
             sink(served, results[0], request.k, coverage)
 
         self._executor.submit(run)
+
+
+def _fallback_reason(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return "budget"
+    if isinstance(exc, RerankBusy):
+        return "busy"
+    return f"embedder: {type(exc).__name__}"
 
 
 def _describe_span(span: Span, outcome: QueryOutcome) -> None:

@@ -18,7 +18,7 @@ from proxy.adapters.hnsw import HnswIndex
 from proxy.core.binding import IndexBinding
 from proxy.core.coverage_guard import admitted_new_hits, guard_new_hits
 from proxy.core.model import Hit, IndexRecord, Vector
-from proxy.core.rerank import EmbeddingCache, Reranker, RerankRequest, RerankSettings
+from proxy.core.rerank import EmbeddingCache, RerankBusy, Reranker, RerankRequest, RerankSettings
 
 OLD, NEW = "idx-a", "idx-b"
 DIM = 32
@@ -235,3 +235,26 @@ def test_max_embed_leaves_the_rest_out_and_a_filter_is_checked_on_the_current_me
     assert {h.id for h in answer.hits} == {h.id for h in candidates[:4]}
     filtered = reranker.rerank(query, candidates, [], old, new, RerankRequest(10, 10, {"topic": "x"}, False))
     assert filtered.hits == [] and len(model.texts) == 4
+
+
+def test_with_the_embedder_too_far_behind_a_query_does_not_queue_more(
+    legs: tuple[IndexBinding, IndexBinding, CountingEmbedder],
+) -> None:
+    old, new, model = legs
+    reranker = Reranker(RerankSettings(candidates=4, budget_s=0.05, max_queued_batches=1))
+    query = HashingEmbedder(NEW, DIM, 2).embed_query([TEXTS[0]])[0]
+    first, second = _candidates(old, TEXTS[0], 4), _candidates(old, TEXTS[1], 12)[-4:]
+    assert not {h.id for h in first} & {h.id for h in second}
+    model.release.clear()
+    with pytest.raises(TimeoutError):
+        reranker.rerank(query, first, [], old, new, RerankRequest(4, 4, None, False))
+    with pytest.raises(RerankBusy):
+        reranker.rerank(query, second, [], old, new, RerankRequest(4, 4, None, False))
+    model.release.set()
+    for _ in range(200):  # the queued batch finishes; then the cache answers and new batches are taken
+        try:
+            reranker.rerank(query, second, [], old, new, RerankRequest(4, 4, None, False))
+            break
+        except (TimeoutError, RerankBusy):
+            time.sleep(0.05)
+    assert sorted(model.texts) == sorted(d.text for d in old.index.get([h.id for h in first + second]))
