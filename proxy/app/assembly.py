@@ -28,7 +28,7 @@ from proxy.core.collections import Collections
 from proxy.core.merge import make_merger
 from proxy.core.model import RoutingMode
 from proxy.core.ports import Embedder, StateStore
-from proxy.core.rerank import Reranker, RerankSettings
+from proxy.core.rerank import Reranker
 from proxy.core.service import Limits, QueryObserver, QueryOutcome, VectorService
 from proxy.core.topology import StaticTopology, Topology
 from proxy.core.tracing import NOOP_TRACER, Tracer
@@ -262,12 +262,4 @@ def _reranker(settings: RerankConfig, controller: MigrationController | None) ->
     """Only a migration has candidates to re-rank; a request may ask for it when the config leaves it off."""
     if controller is None:
         return None
-    return Reranker(
-        RerankSettings(
-            candidates=settings.candidates,
-            budget_s=settings.budget_ms / 1000,
-            max_embed=settings.max_embed,
-            cache_entries=settings.cache_entries,
-        ),
-        on_embedded=controller.topology.write_moved,
-    )
+    return Reranker(settings.settings(), on_embedded=controller.topology.write_moved)

@@ -15,7 +15,7 @@ from proxy.app.config_adopt import AdoptConfig
 from proxy.app.config_models import _MODEL_KINDS, ModelConfig
 from proxy.app.config_server import ServerConfig, StateConfig, StrictModel, TelemetryConfig
 from proxy.core.errors import ConfigError
-from proxy.core.rerank import MAX_RERANK_CANDIDATES
+from proxy.core.rerank import MAX_RERANK_CANDIDATES, RerankSettings
 from proxy.migration.retirement import StoragePolicy
 
 
@@ -186,6 +186,14 @@ class RerankConfig(StrictModel):
     """Most candidates one query sends to the embedder (cached ones are free)."""
     cache_entries: Annotated[int, Field(ge=1)] = 20_000
     """New-model vectors kept by (id, version), so concurrent and repeated queries embed a document once."""
+
+    def settings(self) -> RerankSettings:
+        return RerankSettings(
+            candidates=self.candidates,
+            budget_s=self.budget_ms / 1000,
+            max_embed=self.max_embed,
+            cache_entries=self.cache_entries,
+        )
 
 
 class QueryConfig(StrictModel):

@@ -39,6 +39,12 @@ def _apply_collection(running: CollectionApp, previous: Collection, updated: Col
     if updated.query.merge != previous.query.merge:
         running.service.set_merger(make_merger(updated.query.merge, serving=True))
     running.service.set_shadow_sample_rate(updated.query.shadow_sample_rate)
+    rerank, before = updated.query.rerank, previous.query.rerank
+    if rerank != before:
+        running.service.set_rerank_settings(rerank.settings())
+        log.info("config: %s: re-ranking k'=%d, budget %g ms", where, rerank.candidates, rerank.budget_ms)
+        if rerank.cache_entries != before.cache_entries:
+            log.warning("config: %s: `query.rerank.cache_entries` takes effect after a restart", where)
     controller = running.controller
     if controller is None or updated.migration is None or previous.migration is None:
         if (updated.migration is None) != (previous.migration is None):

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -142,6 +142,15 @@ class Reranker:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def reconfigure(self, settings: RerankSettings) -> None:
+        """New k', budget and per-query limit from now on; the cache and the threads keep their size."""
+        self.settings = replace(
+            settings,
+            cache_entries=self.settings.cache_entries,
+            embed_workers=self.settings.embed_workers,
+            max_queued_batches=self.settings.max_queued_batches,
+        )
 
     def rerank(
         self,

@@ -17,7 +17,14 @@ from proxy.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from proxy.core.fanout import LegPools, LegRequest, LegResult, fan_out
 from proxy.core.merge import ScoreMerger
 from proxy.core.model import DocumentInput, Hit, Metadata, RoutingMode, StoredDocument, Vector
-from proxy.core.rerank import NO_RERANK, RerankBusy, Reranker, RerankReport, RerankRequest
+from proxy.core.rerank import (
+    NO_RERANK,
+    RerankBusy,
+    Reranker,
+    RerankReport,
+    RerankRequest,
+    RerankSettings,
+)
 from proxy.core.router import RoutingDecision, route
 from proxy.core.topology import Layout, Topology
 from proxy.core.tracing import NOOP_TRACER, Span, Tracer
@@ -136,6 +143,10 @@ class VectorService:
 
     def set_shadow_sample_rate(self, rate: float) -> None:
         self._shadow_rate = rate
+
+    def set_rerank_settings(self, settings: RerankSettings) -> None:
+        if self._reranker is not None:
+            self._reranker.reconfigure(settings)
 
     # -- writes ---------------------------------------------------------------------------------------
 

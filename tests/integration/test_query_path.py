@@ -306,6 +306,17 @@ def test_config_file_change_sets_the_backfill_batch_time(app: App, tmp_path: Pat
     assert app.controller.throttle.batch_time_s == pytest.approx(0.25)
 
 
+def test_config_file_change_turns_reranking_on(app: App, tmp_path: Path) -> None:
+    docs = _half_migrated(app)
+    path, raw, watcher = _watched_config(app, tmp_path)
+    assert _query(app, docs[3].text, RoutingMode.DUAL).rerank.candidates == 0  # type: ignore[attr-defined]
+    raw["query"] = {"rerank": {"candidates": 25, "budget_ms": 5000}}
+    path.write_text(yaml.safe_dump(raw))
+    assert watcher.check()
+    outcome = _query(app, docs[3].text, RoutingMode.DUAL)
+    assert outcome.rerank.candidates == 25 and not outcome.rerank.fallback  # type: ignore[attr-defined]
+
+
 def test_admin_split_is_shared_by_replicas_through_redis(app: App, tmp_path: Path) -> None:
     other = in_process_app({**migration_config(tmp_path / "other"), "state": app.config.state.model_dump()})
     try:
