@@ -43,7 +43,9 @@ def _pgvector(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> Vect
 
 def open_milvus(uri: str, dim: int, space: Literal["cosine", "ip"] = "cosine", **options: Any) -> MilvusIndex:
     """A Milvus index on a collection of its own, in the milvus-lite engine at `uri`."""
-    return MilvusIndex("contract", dim, uri, collection=f"test_{uuid.uuid4().hex[:20]}", space=space, **options)
+    return MilvusIndex(
+        "contract", dim, uri, collection=f"test_{uuid.uuid4().hex[:20]}", space=space, **options
+    )
 
 
 def _milvus(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> VectorIndex:

@@ -68,7 +68,9 @@ def connect(index: str, uri: str, token: str | None, timeout_s: float) -> Milvus
         client = MilvusClient(uri=uri, token=token or "", timeout=timeout_s)
         client.list_collections(timeout=timeout_s)
     except OSError as exc:
-        raise ConfigError(f"milvus index {index!r}: cannot create the milvus-lite folder {uri!r}: {exc}") from None
+        raise ConfigError(
+            f"milvus index {index!r}: cannot create the milvus-lite folder {uri!r}: {exc}"
+        ) from None
     except MilvusException as exc:
         raise Unavailable(
             f"milvus index {index!r}: cannot reach Milvus at {redact_uri(uri)} ({reason(exc)}); check that"
