@@ -12,6 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from proxy.app.config_adopt import AdoptConfig
+from proxy.app.config_milvus import MilvusParams
 from proxy.app.config_models import _MODEL_KINDS, ModelConfig
 from proxy.app.config_server import ServerConfig, StateConfig, StrictModel, TelemetryConfig
 from proxy.core.errors import ConfigError
@@ -77,11 +78,13 @@ def _env(name: str, field: str) -> str:
 
 class IndexConfig(StrictModel):
     model: str
-    backend: Literal["hnsw", "pgvector"] = "hnsw"
+    backend: Literal["hnsw", "pgvector", "milvus"] = "hnsw"
     space: Literal["cosine", "ip"] = "cosine"
     hnsw: HnswParams = HnswParams()
     pgvector: PgVectorParams | None = None
     """Required when backend is pgvector."""
+    milvus: MilvusParams | None = None
+    """With backend milvus; absent: milvus-lite in data_dir/milvus.db."""
 
     @model_validator(mode="after")
     def _check_backend(self) -> IndexConfig:
@@ -90,6 +93,10 @@ class IndexConfig(StrictModel):
         if self.backend != "pgvector" and self.pgvector is not None:
             raise ValueError(
                 f"a `pgvector:` section is set but backend is {self.backend}; add `backend: pgvector`"
+            )
+        if self.backend != "milvus" and self.milvus is not None:
+            raise ValueError(
+                f"a `milvus:` section is set but backend is {self.backend}; add `backend: milvus`"
             )
         return self
 
