@@ -25,9 +25,13 @@ T = TypeVar("T")
 
 _SCHEMES = ("http://", "https://", "tcp://", "unix:")
 
-# pymilvus logs every failed RPC at ERROR with its traceback before raising it; the adapter raises each one as
-# a one-line error of the core's hierarchy, which the caller logs or shows once.
-logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+# pymilvus logs every failed RPC at ERROR with its traceback before raising it, and milvus-lite logs its own
+# start-up failures (a `.db` folder another process holds) the same way; the adapter raises each one as a
+# one-line error of the core's hierarchy, which the caller logs or shows once. faiss (milvus-lite's HNSW)
+# reports at INFO which CPU build it loaded.
+for _logger in ("pymilvus", "milvus_lite"):
+    logging.getLogger(_logger).setLevel(logging.CRITICAL)
+logging.getLogger("faiss").setLevel(logging.WARNING)
 
 
 def redact_uri(uri: str) -> str:
