@@ -316,8 +316,14 @@ def _check_collection(collection: Collection, where: str, indexes: dict[str, Ind
     _check_adoption(m, where, indexes)
 
 
-def _adopted(index: IndexConfig) -> AdoptConfig | None:
-    return index.pgvector.adopt if index.backend == "pgvector" and index.pgvector else None
+def _adopted(index: IndexConfig) -> tuple[object, str | None] | None:
+    """What an adopted index serves: the application's table or collection and fields, and its vector
+    column or field (None: the new model's, kept by Switchyard)."""
+    if index.backend == "pgvector" and index.pgvector and index.pgvector.adopt:
+        return index.pgvector.adopt.table_config(), index.pgvector.adopt.vector_column
+    if index.backend == "milvus" and index.milvus and index.milvus.adopt:
+        return index.milvus.adopt.spec(), index.milvus.adopt.vector_field
+    return None
 
 
 def _check_adoption(m: MigrationConfig, where: str, indexes: dict[str, IndexConfig]) -> None:
@@ -325,12 +331,12 @@ def _check_adoption(m: MigrationConfig, where: str, indexes: dict[str, IndexConf
     old, new = _adopted(indexes[m.old_index]), _adopted(indexes[m.new_index])
     if old is None and new is None:
         return
-    if old is None or new is None or old.table_config() != new.table_config():
+    if old is None or new is None or old[0] != new[0]:
         raise ValueError(
             f"{where}migration: an adopted table migrates in place: old_index and new_index both need"
-            " `pgvector.adopt` naming the same table and columns"
+            " `pgvector.adopt` (or `milvus.adopt`) naming the same table (collection) and columns (fields)"
         )
-    if old.vector_column is None or new.vector_column is not None:
+    if old[1] is None or new[1] is not None:
         raise ValueError(
             f"{where}migration: the old index of an adopted table serves its `vector_column`, and the new"
             " index has none (its vectors go to a side table)"

@@ -8,8 +8,32 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from proxy.adapters.milvus.adopted_collection import CollectionSpec
 from proxy.app.config_server import StrictModel
 from proxy.core.errors import ConfigError
+
+_FIELD = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
+
+
+class MilvusAdoptConfig(StrictModel):
+    """An application's own Milvus collection, served in place (`switchyard adopt --milvus-uri` writes it)."""
+
+    collection: Annotated[str, Field(pattern=_FIELD)]
+    id_field: Annotated[str, Field(pattern=_FIELD)]
+    """Its primary key: INT64 or VARCHAR."""
+    text_fields: Annotated[list[Annotated[str, Field(pattern=_FIELD)]], Field(min_length=1)]
+    """What the models embed: these VARCHAR fields joined by a newline in this order, empty ones left out."""
+    metadata_fields: list[Annotated[str, Field(pattern=_FIELD)]] = Field(default_factory=list)
+    """Scalar fields returned with hits as strings, and what `where` filters may name."""
+    vector_field: Annotated[str, Field(pattern=_FIELD)] | None = None
+    """The application's vector field this index serves (the old model's). Unset: this index's vectors live in
+    a collection of Switchyard's own (`collection` of the milvus section, default
+    switchyard_<collection>_<index>), keyed by the same ids: the new model's."""
+
+    def spec(self) -> CollectionSpec:
+        return CollectionSpec(
+            self.collection, self.id_field, tuple(self.text_fields), tuple(self.metadata_fields)
+        )
 
 
 class MilvusParams(StrictModel):
@@ -34,6 +58,8 @@ class MilvusParams(StrictModel):
     search; Bounded saves a server a wait for the newest writes at the cost of a few seconds' staleness."""
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     """Of each call to Milvus."""
+    adopt: MilvusAdoptConfig | None = None
+    """Serve an application's own collection in place instead of a collection of Switchyard's."""
 
     @model_validator(mode="after")
     def _check_uri(self) -> MilvusParams:

@@ -18,7 +18,8 @@ from proxy.adapters.embedders.openai_http import (
 )
 from proxy.adapters.embedders.rate_limits import ProviderLimits
 from proxy.adapters.hnsw import HnswIndex
-from proxy.adapters.milvus import MilvusIndex
+from proxy.adapters.milvus import MilvusIndex, default_adopted_collection
+from proxy.adapters.milvus.adopted_index import AdoptedCollectionIndex
 from proxy.adapters.pgvector import PgVectorIndex
 from proxy.adapters.pgvector.adopted_index import AdoptedTableIndex
 from proxy.adapters.pgvector.side_index import SideVectorIndex
@@ -150,11 +151,25 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
         )
     if config.backend == "milvus":
         mv = config.milvus or MilvusParams()
+        if mv.adopt is not None and mv.adopt.vector_field is not None:
+            return AdoptedCollectionIndex(
+                name,
+                dim,
+                mv.resolved_uri(data_dir),
+                spec=mv.adopt.spec(),
+                vector_field=mv.adopt.vector_field,
+                token=mv.token(),
+                space=config.space,
+                ef_search=mv.ef_search,
+                timeout_s=mv.timeout_s,
+            )
         return MilvusIndex(
             name,
             dim,
             mv.resolved_uri(data_dir),
-            collection=mv.collection,
+            # The new leg of an adoption: a collection of its own beside the application's, same ids.
+            collection=mv.collection
+            or (default_adopted_collection(mv.adopt.collection, name) if mv.adopt else None),
             token=mv.token(),
             space=config.space,
             hnsw_m=mv.m,

@@ -2,6 +2,6 @@
 
 from proxy.adapters.milvus.connection import redact_uri
 from proxy.adapters.milvus.index import MilvusIndex
-from proxy.adapters.milvus.schema import default_collection
+from proxy.adapters.milvus.schema import default_adopted_collection, default_collection
 
-__all__ = ["MilvusIndex", "default_collection", "redact_uri"]
+__all__ = ["MilvusIndex", "default_adopted_collection", "default_collection", "redact_uri"]

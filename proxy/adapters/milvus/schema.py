@@ -42,6 +42,11 @@ def default_collection(index: str) -> str:
     return "switchyard_" + re.sub(r"[^A-Za-z0-9_]", "_", index)
 
 
+def default_adopted_collection(collection: str, index: str) -> str:
+    """`switchyard_<collection>_<index>`: the new model's collection beside an adopted one."""
+    return default_collection(f"{collection}_{index}")[:255]
+
+
 def check_collection_name(index: str, name: str) -> None:
     if not _NAME.fullmatch(name):
         raise ConfigError(
