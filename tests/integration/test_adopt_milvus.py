@@ -169,6 +169,17 @@ def test_adopted_collection_migrates_to_a_collection_of_its_own(uri: str, tmp_pa
             "2017"
         }
         assert {h.index for h in filtered.hits} == {"hashing-24-2"}
+
+        for phase in ("validated", "shifting"):
+            app.controller.transition(phase)
+        # Forced: the validation gates are the promotion tests' subject, not this one's.
+        app.controller.transition("cut_over", force=True, reason="milvus adoption test")
+        served = app.service.query(QueryInput(k=3, text="\n".join(_text(5))))
+        assert served.hits[0].id == str(5 * 9 + 1) and {h.index for h in served.hits} == {"hashing-24-2"}
+        app.controller.transition("old_retired")
+        # Retiring keeps the application's collection: there is nothing Switchyard may drop in it.
+        assert app.controller.run_once() == 0
+        assert old.count() == 250
     finally:
         app.close()
     # The application's collection is as it was.

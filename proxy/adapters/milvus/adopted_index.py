@@ -255,6 +255,11 @@ class AdoptedCollectionIndex:
     def compact(self) -> int:
         return 0
 
+    def retire_vectors(self) -> bool:
+        """False: Milvus cannot drop a field, and the collection is the application's; once the migration is
+        retired, the application drops it (or its vector field's index) itself (`core.ports.RetiresInPlace`)."""
+        return False
+
     def flush(self) -> None:
         """Nothing to do: Switchyard writes nothing here."""
 

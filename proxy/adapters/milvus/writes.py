@@ -51,8 +51,10 @@ def latest_per_id(records: Sequence[IndexRecord]) -> dict[str, int]:
 
 
 def newer(candidates: dict[str, int], stored: dict[str, int]) -> set[str]:
-    """Ids whose candidate version is above the stored one (live or tombstone): the version CAS."""
-    return {doc_id for doc_id, version in candidates.items() if version > stored.get(doc_id, 0)}
+    """Ids never stored, or whose candidate version is above the stored one (live or tombstone): the CAS."""
+    return {
+        doc_id for doc_id, version in candidates.items() if doc_id not in stored or version > stored[doc_id]
+    }
 
 
 def document_row(record: IndexRecord, vector: Vector) -> dict[str, Any]:
