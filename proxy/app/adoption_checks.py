@@ -175,8 +175,12 @@ def sample_check(
     """Re-embeds up to `sample` random rows' text (as Switchyard builds it) with the old model and compares
     with their stored vectors; None when no row has both text and a vector."""
     rows = _sample_rows(conn, spec, vector_column, sample, counts)
-    if not rows:
-        return None
+    return judge_sample(rows, embedder) if rows else None
+
+
+def judge_sample(rows: Sequence[tuple[str, ArrayLike]], embedder: Embedder) -> SampleCheck:
+    """Re-embeds the rows' text with the old model and compares with their stored vectors: AdoptionRefused
+    unless they agree (any backend: the rows are (text as Switchyard builds it, stored vector))."""
     try:
         fresh = embedder.embed([text for text, _ in rows])
     except Exception as exc:  # a model that cannot load or a server that refuses: say which, change nothing

@@ -12,6 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from proxy.app.config_adopt import AdoptConfig
+from proxy.app.config_milvus import MilvusParams
 from proxy.app.config_models import _MODEL_KINDS, ModelConfig
 from proxy.app.config_server import ServerConfig, StateConfig, StrictModel, TelemetryConfig
 from proxy.core.errors import ConfigError
@@ -78,11 +79,13 @@ def _env(name: str, field: str) -> str:
 
 class IndexConfig(StrictModel):
     model: str
-    backend: Literal["hnsw", "pgvector"] = "hnsw"
+    backend: Literal["hnsw", "pgvector", "milvus"] = "hnsw"
     space: Literal["cosine", "ip"] = "cosine"
     hnsw: HnswParams = HnswParams()
     pgvector: PgVectorParams | None = None
     """Required when backend is pgvector."""
+    milvus: MilvusParams | None = None
+    """With backend milvus; absent: milvus-lite in data_dir/milvus.db."""
 
     @model_validator(mode="after")
     def _check_backend(self) -> IndexConfig:
@@ -91,6 +94,10 @@ class IndexConfig(StrictModel):
         if self.backend != "pgvector" and self.pgvector is not None:
             raise ValueError(
                 f"a `pgvector:` section is set but backend is {self.backend}; add `backend: pgvector`"
+            )
+        if self.backend != "milvus" and self.milvus is not None:
+            raise ValueError(
+                f"a `milvus:` section is set but backend is {self.backend}; add `backend: milvus`"
             )
         return self
 
@@ -334,8 +341,14 @@ def _check_collection(collection: Collection, where: str, indexes: dict[str, Ind
     _check_adoption(m, where, indexes)
 
 
-def _adopted(index: IndexConfig) -> AdoptConfig | None:
-    return index.pgvector.adopt if index.backend == "pgvector" and index.pgvector else None
+def _adopted(index: IndexConfig) -> tuple[object, str | None] | None:
+    """What an adopted index serves: the application's table or collection and fields, and its vector
+    column or field (None: the new model's, kept by Switchyard)."""
+    if index.backend == "pgvector" and index.pgvector and index.pgvector.adopt:
+        return index.pgvector.adopt.table_config(), index.pgvector.adopt.vector_column
+    if index.backend == "milvus" and index.milvus and index.milvus.adopt:
+        return index.milvus.adopt.spec(), index.milvus.adopt.vector_field
+    return None
 
 
 def _check_adoption(m: MigrationConfig, where: str, indexes: dict[str, IndexConfig]) -> None:
@@ -343,12 +356,12 @@ def _check_adoption(m: MigrationConfig, where: str, indexes: dict[str, IndexConf
     old, new = _adopted(indexes[m.old_index]), _adopted(indexes[m.new_index])
     if old is None and new is None:
         return
-    if old is None or new is None or old.table_config() != new.table_config():
+    if old is None or new is None or old[0] != new[0]:
         raise ValueError(
             f"{where}migration: an adopted table migrates in place: old_index and new_index both need"
-            " `pgvector.adopt` naming the same table and columns"
+            " `pgvector.adopt` (or `milvus.adopt`) naming the same table (collection) and columns (fields)"
         )
-    if old.vector_column is None or new.vector_column is not None:
+    if old[1] is None or new[1] is not None:
         raise ValueError(
             f"{where}migration: the old index of an adopted table serves its `vector_column`, and the new"
             " index has none (its vectors go to a side table)"

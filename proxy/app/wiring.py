@@ -18,6 +18,8 @@ from proxy.adapters.embedders.openai_http import (
 )
 from proxy.adapters.embedders.rate_limits import ProviderLimits
 from proxy.adapters.hnsw import HnswIndex
+from proxy.adapters.milvus import MilvusIndex, default_adopted_collection
+from proxy.adapters.milvus.adopted_index import AdoptedCollectionIndex
 from proxy.adapters.pgvector import PgVectorIndex
 from proxy.adapters.pgvector.adopted_index import AdoptedTableIndex
 from proxy.adapters.pgvector.side_index import SideVectorIndex
@@ -33,6 +35,7 @@ from proxy.app.config import (
     SwitchyardConfig,
 )
 from proxy.app.config_adopt import AdoptConfig
+from proxy.app.config_milvus import MilvusParams
 from proxy.app.config_models import (
     AzureOpenAIModelConfig,
     E5SmallModelConfig,
@@ -145,6 +148,35 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
             hnsw_ef_construction=pg.ef_construction,
             ef_search=pg.ef_search,
             pool_size=pg.pool_size,
+        )
+    if config.backend == "milvus":
+        mv = config.milvus or MilvusParams()
+        if mv.adopt is not None and mv.adopt.vector_field is not None:
+            return AdoptedCollectionIndex(
+                name,
+                dim,
+                mv.resolved_uri(data_dir),
+                spec=mv.adopt.spec(),
+                vector_field=mv.adopt.vector_field,
+                token=mv.token(),
+                space=config.space,
+                ef_search=mv.ef_search,
+                timeout_s=mv.timeout_s,
+            )
+        return MilvusIndex(
+            name,
+            dim,
+            mv.resolved_uri(data_dir),
+            # The new leg of an adoption: a collection of its own beside the application's, same ids.
+            collection=mv.collection
+            or (default_adopted_collection(mv.adopt.collection, name) if mv.adopt else None),
+            token=mv.token(),
+            space=config.space,
+            hnsw_m=mv.m,
+            hnsw_ef_construction=mv.ef_construction,
+            ef_search=mv.ef_search,
+            consistency_level=mv.consistency_level,
+            timeout_s=mv.timeout_s,
         )
     params = config.hnsw
     return HnswIndex(

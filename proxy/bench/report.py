@@ -8,6 +8,7 @@ from __future__ import annotations
 from proxy.bench import backfill, fanout, overhead, second_collection
 from proxy.bench.report_adopt import adopt_section, adopt_summary_rows
 from proxy.bench.report_embed import embed_section, embed_summary_rows
+from proxy.bench.report_milvus import milvus_section
 from proxy.bench.report_pgvector import pgvector_section, pgvector_summary_rows
 from proxy.bench.report_recall import recall_section, rerank_summary_rows
 from proxy.bench.report_sections import (
@@ -40,6 +41,7 @@ def render(run: BenchRun) -> str:
         pgvector_section(run),
         embed_section(run),
         adopt_section(run),
+        milvus_section(run),
         _timings(run),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"

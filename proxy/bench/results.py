@@ -12,6 +12,7 @@ from proxy.bench.backfill import BUDGET_OVER_IDLE, BackfillResult
 from proxy.bench.embed_concurrency import EmbedConcurrencyResult
 from proxy.bench.fanout import FanoutResult
 from proxy.bench.machine import Machine
+from proxy.bench.milvus import MilvusResult
 from proxy.bench.overhead import OverheadResult
 from proxy.bench.pgvector import PgvectorResult
 from proxy.bench.recall import RecallRow
@@ -74,6 +75,7 @@ class BenchRun:
     pgvector: PgvectorResult | None = None
     embed_concurrency: EmbedConcurrencyResult | None = None
     adopt: AdoptResult | None = None
+    milvus: MilvusResult | None = None
     section_s: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -130,6 +132,8 @@ def key_figures(run: BenchRun) -> dict[str, float | None]:
             figures[f"remote_rate_limit_ratio_{suffix}"] = limit.ratio
     if run.adopt is not None:
         figures |= adopt_figures(run.adopt)
+    if run.milvus is not None:
+        figures |= milvus_figures(run.milvus)
     return {name: _finite(value) for name, value in figures.items()}
 
 
@@ -150,6 +154,23 @@ def pgvector_figures(result: PgvectorResult) -> dict[str, float | None]:
     figures["pgvector_write_ratio"] = result.writes.ratio
     figures["pgvector_backfill_docs_per_s"] = result.backfill.backfill_docs_per_s
     figures["pgvector_backfill_ratio"] = result.backfill.ratio
+    return figures
+
+
+def milvus_figures(result: MilvusResult) -> dict[str, float | None]:
+    """The Milvus section's figures: query p50 and QPS both ways per client count, writes, backfill."""
+    figures: dict[str, float | None] = {}
+    for row in result.rows:
+        c = row.concurrency
+        figures[f"milvus_direct_p50_ms_c{c}"] = row.direct.p50_ms
+        figures[f"milvus_sidecar_p50_ms_c{c}"] = row.sidecar.p50_ms
+        figures[f"milvus_direct_qps_c{c}"] = row.direct.qps
+        figures[f"milvus_sidecar_qps_c{c}"] = row.sidecar.qps
+        figures[f"milvus_p50_ratio_c{c}"] = row.p50_ratio
+        figures[f"milvus_qps_ratio_c{c}"] = row.qps_ratio
+    figures["milvus_write_rows_per_s_direct"] = result.direct_write_rows_per_s
+    figures["milvus_write_rows_per_s_sidecar"] = result.sidecar_write_rows_per_s
+    figures["milvus_backfill_docs_per_s"] = result.backfill_docs_per_s
     return figures
 
 

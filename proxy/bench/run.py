@@ -20,6 +20,7 @@ from proxy.bench.base import BaseCorpus
 from proxy.bench.embed_concurrency import run_embed_concurrency
 from proxy.bench.fanout import run_fanout
 from proxy.bench.machine import describe_machine, load_average
+from proxy.bench.milvus import run_milvus
 from proxy.bench.overhead import run_overhead
 from proxy.bench.pgvector import run_pgvector
 from proxy.bench.recall import REAL_QUERIES, real_model_table, recall_table
@@ -81,6 +82,8 @@ def _run_sections(run: BenchRun, settings: BenchSettings, base: BaseCorpus, root
         )
     if "adopt" in wanted:
         run.adopt = _timed(run, "adopt", lambda: run_adopt(settings, root))
+    if "milvus" in wanted:
+        run.milvus = _timed(run, "milvus", lambda: run_milvus(settings, base, root))
 
 
 def _timed(run: BenchRun, name: str, section: Callable[[], T]) -> T | None:

@@ -15,6 +15,7 @@ SECTIONS = (
     "pgvector",
     "embed_concurrency",
     "adopt",
+    "milvus",
 )
 
 
@@ -84,6 +85,10 @@ class BenchSettings:
     graph) and its last (into a graph of every other row)."""
     adopt_window_s: float = 10.0
     """Its direct writes' latency is measured this long before adoption, and again adopted but idle."""
+    milvus_clients: tuple[int, ...] = (1, 4)
+    """Concurrent clients (threads) of the Milvus section's queries."""
+    milvus_write_docs: int = 5_000
+    """Documents written each way (through the sidecar, directly) in the Milvus section."""
     sections: tuple[str, ...] = SECTIONS
 
     def scale_dim(self, size: int) -> int:
@@ -161,4 +166,5 @@ QUICK = replace(
     adopt_real_rows=0,
     adopt_insert_rows=2_000,
     adopt_window_s=3.0,
+    milvus_write_docs=200,
 )

@@ -20,7 +20,8 @@ MODELS_HELP = (
 def add_adopt_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     adopt = commands.add_parser(
         "adopt",
-        help="serve an application's own pgvector table in place and migrate it to a new model",
+        help="serve an application's own pgvector table (or Milvus collection) in place and migrate it to a new"
+        " model",
         description="Inspects the table, checks that the old model produced its stored vectors (re-embedding a"
         " sample), prints the statements that adopt it and writes the config. Changes nothing without"
         " --apply; with it, runs the statements in one transaction (all or nothing).",
@@ -28,6 +29,12 @@ def add_adopt_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     dsn = adopt.add_mutually_exclusive_group(required=True)
     dsn.add_argument("--dsn", help="PostgreSQL DSN or URI (written to the config as is)")
     dsn.add_argument("--dsn-env", help="environment variable holding the DSN (the config names the variable)")
+    dsn.add_argument(
+        "--milvus-uri",
+        help="adopt a Milvus collection instead: a milvus-lite .db path or http(s)://host:19530 (then --table"
+        " is the collection and the --*-column options name its fields)",
+    )
+    adopt.add_argument("--milvus-token-env", help="with --milvus-uri: environment variable holding the token")
     adopt.add_argument("--table", required=True, help="the application's table: table or schema.table")
     adopt.add_argument("--id-column", required=True, help="its one-column primary key")
     adopt.add_argument("--vector-column", required=True, help="its vector(N) column, the old model's vectors")
@@ -67,6 +74,10 @@ def _adopt(args: argparse.Namespace, out: TextIO) -> int:
     out_path = Path(args.out)
     if config_path is not None and out_path.resolve() == config_path.resolve():
         raise adoption.AdoptionRefused("--out is the --config file: write the adopted config elsewhere")
+    if args.milvus_uri:
+        from proxy.cli.adopt_milvus import adopt_milvus
+
+        return adopt_milvus(args, out)
     dsn = args.dsn
     if args.dsn_env:
         dsn = os.environ.get(args.dsn_env)

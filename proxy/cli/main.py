@@ -181,9 +181,10 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument(
         "--sections",
-        help="comma-separated subset of: overhead,fanout,backfill,recall,storage,scale,collections,pgvector"
-        " (pgvector needs PostgreSQL with pgvector on this machine: PGVECTOR_DSN, else"
-        " scripts/ensure-pgvector.sh of a source checkout)",
+        help="comma-separated subset of: overhead,fanout,backfill,recall,storage,scale,collections,pgvector,"
+        "embed_concurrency,adopt,milvus (pgvector and adopt need PostgreSQL with pgvector on this machine:"
+        " PGVECTOR_DSN, else scripts/ensure-pgvector.sh of a source checkout; milvus starts a milvus-lite"
+        " server)",
     )
     bench.add_argument(
         "--real-model",

@@ -256,6 +256,16 @@ class ChangeFeed(Protocol):
 
 
 @runtime_checkable
+class RetiresInPlace(Protocol):
+    """An index over an application's own table or collection: retiring it drops at most the old model's
+    vectors, never the application's rows (every `ChangeFeed` is one)."""
+
+    def retire_vectors(self) -> bool:
+        """Drops what of the old model's vectors the backend can drop; False when nothing (more) can go."""
+        ...
+
+
+@runtime_checkable
 class CatchUp(Protocol):
     """An index of new-model vectors beside an application's table, which can tell how far behind it is."""
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from proxy.core.binding import IndexBinding
 from proxy.core.model import StoredDocument
-from proxy.core.ports import ChangeFeed, StateStore
+from proxy.core.ports import RetiresInPlace, StateStore
 from proxy.migration.phases import SLICE_PHASES, Phase
 
 
@@ -118,7 +118,7 @@ class StorageTracker:
 
         An application's table served in place keeps its rows (they are the application's): only the old
         model's vectors go, column and index, once."""
-        if isinstance(self.old.index, ChangeFeed):
+        if isinstance(self.old.index, RetiresInPlace):
             return int(self.old.index.retire_vectors())
         page = self.old.index.scan(None, batch)
         if page:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import pytest
 
 from proxy.adapters.hnsw import HnswIndex
+from proxy.adapters.milvus import MilvusIndex
 from proxy.adapters.pgvector import PgVectorIndex
 from proxy.core.errors import Unavailable
 from proxy.core.ports import VectorIndex
@@ -40,8 +41,22 @@ def _pgvector(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> Vect
     return open_pgvector(dim, space, ef_search=32)
 
 
+def open_milvus(uri: str, dim: int, space: Literal["cosine", "ip"] = "cosine", **options: Any) -> MilvusIndex:
+    """A Milvus index on a collection of its own, in the milvus-lite engine at `uri`."""
+    return MilvusIndex(
+        "contract", dim, uri, collection=f"test_{uuid.uuid4().hex[:20]}", space=space, **options
+    )
+
+
+def _milvus(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> VectorIndex:
+    # One milvus-lite engine (a `.db` folder) for the whole session, a collection per index: an engine per
+    # test would start a server per test.
+    return open_milvus(str(directory.parent.parent / "milvus" / "contract.db"), dim, space, ef_search=32)
+
+
 _ADAPTERS: dict[str, Callable[[Path, int, Literal["cosine", "ip"]], VectorIndex]] = {
     "hnsw": _hnsw,
+    "milvus": _milvus,
     "pgvector": _pgvector,
 }
 
@@ -57,7 +72,7 @@ def index_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[In
 
     yield factory
     for index in opened:
-        if isinstance(index, PgVectorIndex):
-            index.drop()  # its table lives on a shared server: leave nothing behind
+        if isinstance(index, PgVectorIndex | MilvusIndex):
+            index.drop()  # its table or collection lives on a shared server: leave nothing behind
         else:
             index.close()

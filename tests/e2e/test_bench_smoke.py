@@ -28,6 +28,7 @@ HEADINGS = (
     "## 8. pgvector",
     "## 9. Remote embedding",
     "## 10. Adopted pgvector table",
+    "## 11. Milvus",
 )
 AGREED_KEYS = (
     "embed_docs_per_s",
@@ -210,3 +211,17 @@ def test_adopt_section_measured_every_figure_and_converged(bench_output: tuple[s
     assert data["adopt_new_column_peak_storage_ratio_hashing"] > 0
     section = report.split("## 10. Adopted pgvector table", 1)[1].split("\n## ", 1)[0]
     assert "`switchyard bench --sections adopt`" in section and "The figures support **" in section
+
+
+def test_milvus_section_measured_both_paths_writes_and_backfill(
+    bench_output: tuple[str, dict[str, Any]],
+) -> None:
+    _, data = bench_output
+    figures = data
+    for c in (1, 4):
+        for side in ("direct", "sidecar"):
+            assert figures[f"milvus_{side}_p50_ms_c{c}"] > 0
+            assert figures[f"milvus_{side}_qps_c{c}"] > 0
+    assert figures["milvus_write_rows_per_s_direct"] > 0
+    assert figures["milvus_write_rows_per_s_sidecar"] > 0
+    assert figures["milvus_backfill_docs_per_s"] > 0
