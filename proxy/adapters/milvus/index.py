@@ -52,16 +52,15 @@ from proxy.adapters.milvus.schema import (
     ensure_collection,
 )
 from proxy.adapters.milvus.writes import (
-    batch_outcome,
     check_storable,
     document_row,
-    latest_per_id,
     newer,
     placeholder_vector,
     row_batches,
     tombstone_row,
 )
 from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
+from proxy.core.versioned_batch import batch_outcome, latest_per_id
 
 CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 

@@ -23,7 +23,7 @@ from proxy.adapters.milvus.schema import (
     VECTOR,
     VERSION,
 )
-from proxy.core.model import IndexRecord, Vector, WriteResult
+from proxy.core.model import IndexRecord, Vector
 
 BATCH_BYTES = 16 << 20
 """Rows per insert RPC are cut at about this size: Milvus refuses an RPC over 64 MB."""
@@ -38,16 +38,6 @@ def check_storable(index: str, record: IndexRecord) -> None:
             f"index {index!r}: document {record.id!r} has {len(record.text.encode()):,} bytes of text, over"
             f" Milvus's VARCHAR limit of {TEXT_MAX_BYTES:,}"
         )
-
-
-def latest_per_id(records: Sequence[IndexRecord]) -> dict[str, int]:
-    """Position of the record each id's write comes down to: its highest version, the first one on a tie."""
-    winners: dict[str, int] = {}
-    for position, record in enumerate(records):
-        current = winners.get(record.id)
-        if current is None or record.version > records[current].version:
-            winners[record.id] = position
-    return winners
 
 
 def newer(candidates: dict[str, int], stored: dict[str, int]) -> set[str]:
@@ -92,12 +82,3 @@ def row_batches(rows: Sequence[dict[str, Any]], dim: int) -> Iterator[list[dict[
         size += row_size
     if batch:
         yield batch
-
-
-def batch_outcome(records: Sequence[IndexRecord], winners: dict[str, int], written: set[str]) -> WriteResult:
-    """Per record: written when it is its id's winner and its write went through; stale otherwise."""
-    won = [winners[r.id] == position and r.id in written for position, r in enumerate(records)]
-    return WriteResult(
-        written=tuple(r.id for r, ok in zip(records, won, strict=True) if ok),
-        stale=tuple(r.id for r, ok in zip(records, won, strict=True) if not ok),
-    )

@@ -33,15 +33,14 @@ from proxy.adapters.pgvector.schema import (
     ensure_schema,
 )
 from proxy.adapters.pgvector.writes import (
-    batch_outcome,
     check_storable,
-    latest_per_id,
     run_write,
     tombstone_statement,
     upsert_params,
     upsert_statement,
 )
 from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
+from proxy.core.versioned_batch import batch_outcome, latest_per_id
 
 
 class PgVectorIndex:

@@ -24,9 +24,10 @@ from proxy.adapters.pgvector.adopted_reads import TableReads, render
 from proxy.adapters.pgvector.adopted_table import AdoptedTable, TableConfig, check_name
 from proxy.adapters.pgvector.connection import redact_dsn, setup_transaction
 from proxy.adapters.pgvector.schema import OPERATORS, SETUP_LOCK_KEY, Space
-from proxy.adapters.pgvector.writes import batch_outcome, latest_per_id, run_write
+from proxy.adapters.pgvector.writes import run_write
 from proxy.core.errors import ConfigError
 from proxy.core.model import IndexRecord, WriteResult, checked_vector
+from proxy.core.versioned_batch import batch_outcome, latest_per_id
 
 
 def default_side_table(table: str, index: str) -> str:

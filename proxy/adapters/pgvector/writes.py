@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from proxy.adapters.pgvector.connection import Connection, IndexConnectionPool
-from proxy.core.model import IndexRecord, Vector, WriteResult
+from proxy.core.model import IndexRecord, Vector
 
 _WRITE_ATTEMPTS = 3
 
@@ -99,24 +99,3 @@ def check_storable(index: str, record: IndexRecord) -> None:
         raise ValueError(
             f"index {index!r}: document {record.id!r} has a NUL character, which PostgreSQL cannot store"
         )
-
-
-def latest_per_id(records: Sequence[IndexRecord]) -> dict[str, int]:
-    """Position of the record each id's write comes down to: its highest version, the first one on a tie.
-
-    One INSERT ... ON CONFLICT cannot change a row twice, so a batch naming an id twice sends one record."""
-    winners: dict[str, int] = {}
-    for position, record in enumerate(records):
-        current = winners.get(record.id)
-        if current is None or record.version > records[current].version:
-            winners[record.id] = position
-    return winners
-
-
-def batch_outcome(records: Sequence[IndexRecord], winners: dict[str, int], written: set[str]) -> WriteResult:
-    """Per record: written when it is its id's winner and the statement changed that id; stale otherwise."""
-    won = [winners[r.id] == position and r.id in written for position, r in enumerate(records)]
-    return WriteResult(
-        written=tuple(r.id for r, ok in zip(records, won, strict=True) if ok),
-        stale=tuple(r.id for r, ok in zip(records, won, strict=True) if not ok),
-    )
