@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import FailedPrecondition, InvalidArgument
+from proxy.core.ports import SearchIndexState
 from proxy.migration.coverage import CoverageGauge
 from proxy.migration.phases import MigrationState, Phase, parse_phase, pause, resume, transition
 from proxy.migration.retirement import StorageTracker
@@ -34,7 +35,9 @@ class MigrationCommands:
         old: IndexBinding,
         backfill_complete: Callable[[], bool],
         default_traffic_percent: float,
+        search_index_pending: Callable[[], SearchIndexState | None] = lambda: None,
     ) -> None:
+        """`search_index_pending`: the new index's deferred HNSW index while it is not built (`index_build`)."""
         self._record = record
         self._shared = shared
         self._storage = storage
@@ -43,6 +46,7 @@ class MigrationCommands:
         self._old = old
         self._backfill_complete = backfill_complete
         self._default_percent = default_traffic_percent
+        self._search_index_pending = search_index_pending
 
     def start(self) -> MigrationState:
         state = self._shared.read(fresh=True).state
@@ -108,6 +112,16 @@ class MigrationCommands:
                 f"{to.value} needs a current new-model vector for every row of the adopted table; {behind} rows"
                 " were written directly since the backfill passed them (or deleted) and wait for the worker,"
                 " which catches up within seconds: check `switchyard migrate status` and try again"
+            )
+        if (
+            to in (Phase.VALIDATED, Phase.CUT_OVER)
+            and not force
+            and (unbuilt := self._search_index_pending())
+        ):
+            raise FailedPrecondition(
+                f"{to.value} needs the new index's HNSW index, whose build was deferred to the end of the"
+                f" backfill; it is {unbuilt.describe()}. The worker builds it once the backfill completes: check"
+                " `switchyard migrate status` and try again"
             )
         coverage = self._coverage.exact(self._backfill_complete)
         passed = self.report_passed()
