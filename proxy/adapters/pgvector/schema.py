@@ -158,13 +158,22 @@ def _ensure_table(
         ).format(t=table.identifier, dim=sql.Literal(table.dim))
     )
     _check_existing_table(conn, table)
-    if not defer_hnsw:
+    # CREATE INDEX takes a SHARE lock on the table even when IF NOT EXISTS then finds the index, and that
+    # lock waits for every writer and for a CONCURRENTLY build (`deferred`), which can run for minutes: a
+    # sidecar starting beside one would hang. The catalog says whether an index exists without a table lock.
+    if not defer_hnsw and not _index_exists(conn, table.hnsw_index):
         _create_hnsw(conn, table, opclass, m, ef_construction)
-    conn.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} USING gin (metadata jsonb_path_ops)").format(
-            name=table.metadata_index, t=table.identifier
+    if not _index_exists(conn, table.metadata_index):
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} USING gin (metadata jsonb_path_ops)").format(
+                name=table.metadata_index, t=table.identifier
+            )
         )
-    )
+
+
+def _index_exists(conn: psycopg.Connection, index: sql.Identifier) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (index.as_string(),)).fetchone()
+    return bool(row and row[0])
 
 
 def _create_hnsw(
