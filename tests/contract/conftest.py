@@ -40,9 +40,16 @@ def _pgvector(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> Vect
     return open_pgvector(dim, space, ef_search=32)
 
 
+def _pgvector_deferred(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> VectorIndex:
+    # A migration's new table before its HNSW index is built: every search is a scan, and the port's
+    # promises (versions, tombstones, filters, ordering) must hold all the same.
+    return open_pgvector(dim, space, ef_search=32, build_index="deferred")
+
+
 _ADAPTERS: dict[str, Callable[[Path, int, Literal["cosine", "ip"]], VectorIndex]] = {
     "hnsw": _hnsw,
     "pgvector": _pgvector,
+    "pgvector-deferred": _pgvector_deferred,
 }
 
 

@@ -213,3 +213,27 @@ def _wait_until_building(app: App) -> None:
         if pending is not None and pending.building:
             return
     raise AssertionError(f"the build did not start: {app.controller.index_build.describe()}")
+
+
+def test_build_index_at_builds_the_graph_mid_backfill_and_the_rest_is_written_into_it(
+    tmp_path: Path, tables: Callable[[], str], start_app: Callable[[dict[str, Any]], App]
+) -> None:
+    table = tables()
+    config = _config(tmp_path / "data", table, "deferred")
+    config["indexes"]["idx-b"]["pgvector"]["build_index_at"] = 0.3
+    app = start_app(config)
+    assert app.controller is not None
+    docs = load_corpus(app, CORPUS)
+    app.controller.start()
+    for _ in range(BUILT_WITHIN):
+        app.controller.run_once()
+        app.controller.index_build.join(BUILT_WITHIN)  # a build this step started is waited for
+        if app.controller.index_build.pending() is None:
+            break
+    done, total = app.controller.backfiller.done_and_total()
+    assert 0.3 <= done / total < 1 and _state(table) == "valid"
+    drain(app)
+    old, new = app.bindings["idx-a"].index, app.bindings["idx-b"].index
+    ids = [d.id for d in docs]
+    assert {d.id: d.version for d in new.get(ids)} == {d.id: d.version for d in old.get(ids)}
+    assert "embedding_hnsw" in _explain(table)
