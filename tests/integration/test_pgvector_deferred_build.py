@@ -22,9 +22,11 @@ from proxy.adapters.pgvector import PgVectorIndex
 from proxy.adapters.pgvector.deferred import hnsw_state
 from proxy.adapters.pgvector.schema import IndexTable
 from proxy.app.assembly import App
+from proxy.cli.progress import status_report
 from proxy.core.errors import FailedPrecondition
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
+from proxy.transport.admin_service import status_to_pb
 from tests.contract.conftest import PGVECTOR_DSN
 from tests.migration_support import drain, in_process_app, load_corpus, migration_config
 
@@ -183,6 +185,9 @@ def test_validated_waits_for_the_build_and_a_restart_mid_build_rebuilds_it(
             _run_migration(first)  # its last rounds start the build, which waits for the open transaction
             _wait_until_building(first)
             assert first.controller.status().search_index.startswith("building (")
+            # What `switchyard migrate status` prints, from the Admin service's answer.
+            answer = status_to_pb(first.controller.status(), first.controller.promoter, "default")
+            assert "HNSW index     building (" in status_report(answer)
             with pytest.raises(FailedPrecondition, match="HNSW index"):
                 first.controller.transition("validated")
             # Another replica's worker finds the build held by this one and leaves it alone.
