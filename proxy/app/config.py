@@ -56,7 +56,7 @@ class PgVectorParams(StrictModel):
     """`deferred`, for a migration's new index: a table without its HNSW index (a new one) is backfilled
     without it, and the migration's worker builds it once (CREATE INDEX CONCURRENTLY) when the backfill
     reaches `build_index_at`. Meanwhile its searches scan the whole table (exact, slow on big tables), and
-    `validated` waits for the build."""
+    `validated`, `shifting`, `cut_over` and validation reports wait for the build."""
     build_index_at: Annotated[float, Field(gt=0, le=1)] = 1.0
     """With `deferred`: the backfill's progress (done / total) at which the build starts; 1.0 = when it
     completes. Earlier, the rest of the backfill pays the graph's per-row insert cost again."""

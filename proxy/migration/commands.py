@@ -17,6 +17,9 @@ from proxy.migration.throttle import AdaptiveThrottle
 
 log = logging.getLogger(__name__)
 
+_NEED_SEARCH_INDEX = frozenset({Phase.VALIDATED, Phase.SHIFTING, Phase.CUT_OVER})
+"""Phases refused while the new index's deferred HNSW index is not built (`index_build`)."""
+
 Step = Callable[[MigrationState, float], MigrationState]
 """A phase change: (current state, wall-clock time) -> new state."""
 
@@ -101,6 +104,10 @@ class MigrationCommands:
     def report_passed(self) -> bool:
         return self._record.validation_passed()
 
+    def search_index_pending(self) -> SearchIndexState | None:
+        """The new index's deferred HNSW index while it is not built; None once it is (or none is deferred)."""
+        return self._search_index_pending()
+
     def _change(self, to: Phase, reason: str, force: bool = False) -> MigrationState:
         if to is Phase.ROLLED_BACK and not force and self._storage.retired_count():
             raise FailedPrecondition(
@@ -114,9 +121,8 @@ class MigrationCommands:
                 " which catches up within seconds: check `switchyard migrate status` and try again"
             )
         if (
-            to in (Phase.VALIDATED, Phase.CUT_OVER)
-            and not force
-            and (unbuilt := self._search_index_pending())
+            # Shifting too: it sends traffic to the new index, which answers from a table scan until the build.
+            to in _NEED_SEARCH_INDEX and not force and (unbuilt := self._search_index_pending())
         ):
             raise FailedPrecondition(
                 f"{to.value} needs the new index's HNSW index, whose build was deferred to the end of the"

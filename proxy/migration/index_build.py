@@ -4,8 +4,9 @@ The backfill fills the new index without it; once the backfill completes (or rea
 the worker starts the build on a thread of its own, so repairs, lazy moves and dual writes go on meanwhile.
 The database keeps the build's state (a valid index, a build running, or neither), so a restarted sidecar, or
 another replica, picks it up where it stands: builds it, waits for a build still running, or rebuilds what a
-dead build left. `validated` and `cut_over` wait for it (`commands`): the validation's checks must run on the
-graph that will serve, not on the table scan that answers meanwhile.
+dead build left. `validated`, `shifting`, `cut_over` and a validation report wait for it (`commands`,
+`promoter`): the validation's checks must run on the graph that will serve, not on the table scan that answers
+meanwhile.
 """
 
 from __future__ import annotations

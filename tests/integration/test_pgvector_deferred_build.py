@@ -190,6 +190,8 @@ def test_validated_waits_for_the_build_and_a_restart_mid_build_rebuilds_it(
             assert "HNSW index     building (" in status_report(answer)
             with pytest.raises(FailedPrecondition, match="HNSW index"):
                 first.controller.transition("validated")
+            with pytest.raises(FailedPrecondition, match="validate once it is built"):
+                first.controller.promoter.validate()
             # Another replica's worker finds the build held by this one and leaves it alone.
             other = PgVectorIndex("idx-b", 32, PGVECTOR_DSN, table=table, build_index="deferred")
             try:
@@ -206,6 +208,7 @@ def test_validated_waits_for_the_build_and_a_restart_mid_build_rebuilds_it(
     _build(again)
     assert _state(table) == "valid"
     assert "embedding_hnsw" in _explain(table)
+    again.controller.promoter.validate()  # runs now, on the graph
     assert again.controller.transition("validated").phase.value == "validated"
 
 
