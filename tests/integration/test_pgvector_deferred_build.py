@@ -245,3 +245,27 @@ def test_build_index_at_builds_the_graph_mid_backfill_and_the_rest_is_written_in
     ids = [d.id for d in docs]
     assert {d.id: d.version for d in new.get(ids)} == {d.id: d.version for d in old.get(ids)}
     assert "embedding_hnsw" in _explain(table)
+
+
+def test_a_live_index_opened_on_an_invalid_hnsw_index_reports_it_and_rebuilds_it(
+    tables: Callable[[], str],
+) -> None:
+    table = tables()
+    PgVectorIndex("idx-b", 32, PGVECTOR_DSN, table=table, build_index="deferred").close()
+    # A CONCURRENTLY build cut short while it waits for a writer: its catalog entry stays, INVALID.
+    with _writer_lock(table), psycopg.connect(PGVECTOR_DSN, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute(
+                sql.SQL("CREATE INDEX CONCURRENTLY {} ON {} USING hnsw (embedding vector_cosine_ops)").format(
+                    sql.Identifier(f"{table}_embedding_hnsw"), sql.Identifier(table)
+                )
+            )
+    assert _state(table) == "invalid"
+    index = PgVectorIndex("idx-b", 32, PGVECTOR_DSN, table=table)  # live, as a config switched back would be
+    try:
+        assert not index.search_index_state().built and index.build_at == 0.0
+        assert index.build_search_index() is True
+        assert index.search_index_state().built and _state(table) == "valid"
+    finally:
+        index.close()

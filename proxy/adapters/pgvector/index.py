@@ -9,6 +9,7 @@ hnsw.ef_search). The class keeps no other mutable state, so it is thread-safe.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -57,6 +58,8 @@ from proxy.core.ports import SearchIndexState
 
 BuildIndex = Literal["live", "deferred"]
 
+log = logging.getLogger(__name__)
+
 
 class PgVectorIndex:
     """`VectorIndex` in a PostgreSQL table with pgvector (see the module docstring)."""
@@ -99,7 +102,8 @@ class PgVectorIndex:
         self._dsn = dsn
         self._connect_timeout_s = connect_timeout_s
         self._hnsw = (hnsw_m, hnsw_ef_construction)
-        self._build_at = build_at
+        # Live: an index found unusable at open is rebuilt as soon as a worker can (see below).
+        self._build_at = build_at if build_index == "deferred" else 0.0
         self._search_index_built = build_index == "live"
         self._builder: Connection | None = None
         self._builder_lock = threading.Lock()
@@ -113,6 +117,16 @@ class PgVectorIndex:
                 hnsw_ef_construction=hnsw_ef_construction,
                 defer_hnsw=build_index == "deferred",
             )
+            if build_index == "live" and deferred.hnsw_state(conn, self._table) == "invalid":
+                # Left by a deferred build that was cancelled before the config turned live: searches scan
+                # the table until it is rebuilt, which a migration's worker does at once (build_at 0).
+                self._search_index_built = False
+                log.warning(
+                    "pgvector index %r: table %s has an INVALID HNSW index (a cancelled CONCURRENTLY build);"
+                    " searches scan the table until it is rebuilt",
+                    name,
+                    table_name,
+                )
         self._reads = read_statements(self._table)
         self._upsert = upsert_statement(self._table.identifier)
         self._tombstone = tombstone_statement(self._table.identifier)
