@@ -8,6 +8,8 @@ in the catalog.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from proxy.adapters.pgvector import PgVectorIndex
-from proxy.adapters.pgvector.deferred import hnsw_state
+from proxy.adapters.pgvector.deferred import hnsw_state, search_index_state
 from proxy.adapters.pgvector.schema import IndexTable
 from proxy.app.assembly import App
 from proxy.cli.progress import status_report
@@ -269,3 +271,41 @@ def test_a_live_index_opened_on_an_invalid_hnsw_index_reports_it_and_rebuilds_it
         assert index.search_index_state().built and _state(table) == "valid"
     finally:
         index.close()
+
+
+def test_a_build_left_running_by_a_dead_sidecar_is_waited_for_not_duplicated(
+    tmp_path: Path, tables: Callable[[], str], start_app: Callable[[dict[str, Any]], App]
+) -> None:
+    table = tables()
+    app = start_app(_config(tmp_path / "data", table, "deferred"))
+    assert app.controller is not None
+    load_corpus(app, 300)
+    # A build that outlives its sidecar: PostgreSQL goes on building, its backend holding the builder's lock.
+    orphan = PgVectorIndex("idx-b", 32, PGVECTOR_DSN, table=table, build_index="deferred")
+    outcome: list[bool] = []
+    with _writer_lock(table):
+        builder = threading.Thread(target=lambda: outcome.append(orphan.build_search_index()))
+        builder.start()
+        _wait_for_build_to_start(table)
+        app.controller.start()
+        drain(app)  # complete: the worker would build now, but finds the build running
+        pending = app.controller.index_build.pending()
+        assert pending is not None and pending.building
+        with pytest.raises(FailedPrecondition, match="HNSW index"):
+            app.controller.transition("validated")
+    builder.join(BUILT_WITHIN)
+    orphan.close()
+    assert outcome == [True]
+    _build(app)
+    assert app.controller.transition("validated").phase.value == "validated"
+
+
+def _wait_for_build_to_start(table: str) -> None:
+    with psycopg.connect(PGVECTOR_DSN, autocommit=True) as conn:
+        for _ in range(10 * BUILT_WITHIN):
+            if search_index_state(
+                conn, IndexTable(index="idx-b", name=table, dim=32, space="cosine")
+            ).building:
+                return
+            time.sleep(0.1)
+    raise AssertionError("the build did not start")
