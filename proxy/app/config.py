@@ -53,11 +53,21 @@ class PgVectorParams(StrictModel):
     pool_size: Annotated[int, Field(ge=1, le=1_000)] = 8
     adopt: AdoptConfig | None = None
     """Serve an application's own table in place instead of a table of Switchyard's."""
+    build_index: Literal["live", "deferred"] = "live"
+    """`deferred`, for a migration's new index: a table without its HNSW index (a new one) is backfilled
+    without it, and the migration's worker builds it once (CREATE INDEX CONCURRENTLY) when the backfill
+    reaches `build_index_at`. Meanwhile its searches scan the whole table (exact, slow on big tables), and
+    `validated`, `shifting`, `cut_over` and validation reports wait for the build."""
+    build_index_at: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """With `deferred`: the backfill's progress (done / total) at which the build starts; 1.0 = when it
+    completes. Earlier, the rest of the backfill pays the graph's per-row insert cost again."""
 
     @model_validator(mode="after")
     def _check(self) -> PgVectorParams:
         if (self.dsn is None) == (self.dsn_env is None):
             raise ValueError("set exactly one of `dsn` and `dsn_env`")
+        if self.build_index == "deferred" and self.adopt is not None:
+            raise ValueError("build_index: deferred is for Switchyard's own tables, not an adopted one")
         if self.ef_construction < 2 * self.m:
             raise ValueError("ef_construction must be at least 2 * m (pgvector's rule)")
         return self
@@ -273,6 +283,7 @@ class SwitchyardConfig(StrictModel):
             where = prefix.format(collection.name)
             _check_collection(collection, where, self.indexes)
         _check_index_owners(self.collection_list())
+        _check_deferred_builds(self.indexes, self.collection_list())
         if self.default_collection is not None:
             names = [c.name for c in self.collection_list()]
             _require(
@@ -371,6 +382,17 @@ def _check_adoption(m: MigrationConfig, where: str, indexes: dict[str, IndexConf
             f"{where}migration.storage_policy: an adopted table keeps its rows (they are the application's);"
             " the old vectors go at once when the migration is retired, so use keep_old"
         )
+
+
+def _check_deferred_builds(indexes: dict[str, IndexConfig], collections: list[Collection]) -> None:
+    """Only a migration's worker builds a deferred HNSW index: elsewhere it would never be built."""
+    new_indexes = {c.migration.new_index for c in collections if c.migration}
+    for name, index in indexes.items():
+        if index.pgvector and index.pgvector.build_index == "deferred" and name not in new_indexes:
+            raise ValueError(
+                f"indexes.{name}.pgvector.build_index: deferred is for a migration's new_index, whose"
+                " backfill worker builds the HNSW index; set it to live (or remove it)"
+            )
 
 
 def _check_index_owners(collections: list[Collection]) -> None:

@@ -148,6 +148,8 @@ def build_index(name: str, config: IndexConfig, dim: int, data_dir: Path) -> Vec
             hnsw_ef_construction=pg.ef_construction,
             ef_search=pg.ef_search,
             pool_size=pg.pool_size,
+            build_index=pg.build_index,
+            build_at=pg.build_index_at,
         )
     if config.backend == "milvus":
         mv = config.milvus or MilvusParams()

@@ -32,7 +32,7 @@ _GONE: tuple[type[Exception], ...] = (OSError, ValueError, IndexError, *([psutil
 # clients of the same server (a test run beside the benchmark) out of the figure.
 _BACKENDS = (
     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    " AND backend_type = ANY(%s) AND pid <> pg_backend_pid()"
 )
 
 
@@ -64,11 +64,13 @@ def _cpu_if_alive(pid: int) -> float | None:
 class BackendsCpu:
     """CPU time of one database's client backends, per pid, from a connection of its own."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, parallel_workers: bool = False) -> None:
+        """`parallel_workers`: count those too (an index build's helpers: short-lived, sampled while alive)."""
         self._conn = psycopg.connect(dsn, autocommit=True)
+        self._kinds = ["client backend", *(["parallel worker"] if parallel_workers else [])]
 
     def sample(self) -> dict[int, float]:
-        pids = [int(pid) for (pid,) in self._conn.execute(_BACKENDS)]
+        pids = [int(pid) for (pid,) in self._conn.execute(_BACKENDS, (self._kinds,))]
         return {pid: cpu for pid in pids if (cpu := _cpu_if_alive(pid)) is not None}
 
     def close(self) -> None:

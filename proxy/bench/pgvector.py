@@ -165,7 +165,7 @@ class PgvectorResult:
 def run_pgvector(settings: BenchSettings, base: BaseCorpus, root: Path) -> PgvectorResult:
     workdir = root / "pgvector"
     server = find_server()
-    tables = table_names("query", "w_sidecar", "w_executemany", "w_copy", "old", "new")
+    tables = table_names("query", "w_sidecar", "w_executemany", "w_copy", "old", "new", "new_deferred")
     vectors = embedded_vectors(base.old_embedder, [d.text for d in base.docs])
     try:
         query = run_queries(settings, base, workdir / "query", server, tables["query"], vectors)

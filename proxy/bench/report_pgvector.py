@@ -163,39 +163,60 @@ def _writes(r: PgvectorResult) -> str:
 
 
 def _backfill(r: PgvectorResult) -> str:
-    b = r.backfill
+    b, d = r.backfill, r.backfill.deferred
     intro = (
         f"A migration pgvector -> pgvector of {b.docs:,} documents (hash-a to model-b, hashing models of dim"
-        f" {r.query.dim}; old table loaded by COPY in {b.load.copy_s:.1f} s + graph {b.load.index_s:.1f} s, new"
-        f" table empty with its HNSW index), batch {b.batch}, no query load. Raw embed: a fresh embedder of"
-        " model-b over the same texts and batches, before and after the backfill, combined. Database write:"
-        " the best direct method of the writes above."
+        f" {r.query.dim}; old table loaded by COPY in {b.load.copy_s:.1f} s + graph {b.load.index_s:.1f} s),"
+        f" batch {b.batch}, no query load, run twice in a row: into an empty new table with its HNSW index"
+        " (live), then into one without it (`build_index: deferred`), whose worker builds the index with"
+        " CREATE INDEX CONCURRENTLY once the backfill completes; that row's docs/s count from StartMigration"
+        f" until the index is valid (the backfill alone: {fmt_rate(d.backfill_docs_per_s)} docs/s), and its"
+        " PostgreSQL CPU includes the build's (its backend and parallel workers, sampled while they ran). Raw embed:"
+        " a fresh embedder of model-b over the same texts and batches, before and after both runs, combined."
+        " Database write: the best direct method of the writes above (into a table with its index live)."
+        " Timings share two cores with whatever else the machine runs."
     )
     header = [
+        "new table",
         "docs",
         "raw embed docs/s",
         "database write rows/s",
         "bound: min",
         "backfill docs/s",
         "ratio",
-        "embed, then write",
+        "HNSW build s",
         "sidecar CPU ms/doc",
         "PostgreSQL CPU ms/doc",
         "wall s",
     ]
-    row = [
-        f"{b.docs:,}",
+    bound = [
         fmt_rate(b.embed_docs_per_s),
         f"{fmt_rate(b.write_rows_per_s)} ({b.write_method})",
         fmt_rate(b.bound),
+    ]
+    live = [
+        "HNSW index live",
+        f"{b.docs:,}",
+        *bound,
         fmt_rate(b.backfill_docs_per_s),
         fmt_ratio(b.ratio),
-        fmt_rate(b.stage_bound),
+        "-",
         f"{b.sidecar_cpu_ms_per_doc:.2f}",
         f"{b.db_cpu_ms_per_doc:.2f}",
         f"{b.wall_s:.1f}",
     ]
-    return f"### Backfill\n\n{intro}\n\n{table(header, [row])}"
+    deferred = [
+        "HNSW index deferred",
+        f"{b.docs:,}",
+        *bound,
+        fmt_rate(d.docs_per_s),
+        fmt_ratio(b.deferred_ratio),
+        f"{d.build_s:.1f}",
+        f"{1000 * d.sidecar_cpu_s / b.docs:.2f}",
+        f"{1000 * d.db_cpu_s / b.docs:.2f}",
+        f"{d.wall_s:.1f}",
+    ]
+    return f"### Backfill\n\n{intro}\n\n{table(header, [live, deferred])}"
 
 
 def _targets(r: PgvectorResult) -> str:
@@ -264,5 +285,7 @@ def _backfill_arithmetic(r: PgvectorResult) -> str:
         f" of CPU and the sidecar {b.sidecar_cpu_ms_per_doc:.2f} ms; {pg_backfill.TARGET_BACKFILL_RATIO} needs"
         f" at least {fmt_rate(pg_backfill.TARGET_BACKFILL_RATIO * b.bound)} docs/s. Against the adapter's own"
         f" statement sent directly (executemany, {fmt_rate(b.statement_rows_per_s)} rows/s), the statement the"
-        f" backfill writes with, the ratio is {fmt_ratio(b.same_statement_ratio)}."
+        f" backfill writes with, the ratio is {fmt_ratio(b.same_statement_ratio)}. With the HNSW index deferred,"
+        f" the same backfill and the build together ran at {fmt_rate(b.deferred.docs_per_s)} docs/s"
+        f" ({fmt_ratio(b.deferred_ratio)} of the same bound, whose write rate keeps the index live)."
     )

@@ -82,6 +82,8 @@ def status_report(status: pb.GetMigrationStatusResponse) -> str:
         + (f", {status.storage.retired} retired)" if status.storage.retired else ")"),
         f"validation     {'passed' if status.promotion.last_report_passed else 'not passed yet'}",
     ]
+    if status.search_index not in ("", "built"):
+        lines.append(f"HNSW index     {status.search_index}; validated waits for it (build_index: deferred)")
     if status.HasField("new_model_load"):
         lines.append(f"embedding      {embedder_load_line(status.new_model_load)}")
     lines.append("history:")

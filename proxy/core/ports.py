@@ -283,6 +283,48 @@ class KeyOrder(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SearchIndexState:
+    """Where an index's search structure (pgvector's HNSW graph) stands when it is built after a bulk load."""
+
+    built: bool
+    building: bool = False
+    """A build runs now, in this process or another (a replica, or a server still finishing a dead client's)."""
+    phase: str = ""
+    """What the build does now, as the database reports it (pg_stat_progress_create_index's phase)."""
+    done: int = 0
+    total: int = 0
+    """Progress of that phase in its own unit (blocks or tuples); total 0 when it reports none."""
+
+    def describe(self) -> str:
+        if self.built:
+            return "built"
+        if not self.building:
+            return "not built (searches scan the table)"
+        progress = f", {self.done}/{self.total}" if self.total else ""
+        return f"building ({self.phase or 'starting'}{progress})"
+
+
+@runtime_checkable
+class DeferredSearchIndex(Protocol):
+    """An index that a backfill fills before its search structure exists, built once at the end: pgvector
+    without its HNSW index, whose graph maintenance otherwise sets the pace of every write.
+
+    Until it is built, searches are exact and slow (a scan of the whole table)."""
+
+    @property
+    def build_at(self) -> float:
+        """Backfill progress (0 to 1] at which the build starts; 1.0: when the backfill completes."""
+        ...
+
+    def search_index_state(self) -> SearchIndexState: ...
+
+    def build_search_index(self) -> bool:
+        """Builds the search structure unless it exists; blocks until it is built. False when another session
+        holds the build (it is running elsewhere); call again later."""
+        ...
+
+
 def id_order(index: VectorIndex) -> Callable[[str], tuple[int, str]]:
     """The sort key of `index`'s scan order: Python's string order unless the index says otherwise."""
     return index.id_key if isinstance(index, KeyOrder) else (lambda doc_id: (0, doc_id))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import FailedPrecondition, InvalidArgument
+from proxy.core.ports import SearchIndexState
 from proxy.migration.coverage import CoverageGauge
 from proxy.migration.phases import MigrationState, Phase, parse_phase, pause, resume, transition
 from proxy.migration.retirement import StorageTracker
@@ -15,6 +16,9 @@ from proxy.migration.state import MigrationRecord
 from proxy.migration.throttle import AdaptiveThrottle
 
 log = logging.getLogger(__name__)
+
+_NEED_SEARCH_INDEX = frozenset({Phase.VALIDATED, Phase.SHIFTING, Phase.CUT_OVER})
+"""Phases refused while the new index's deferred HNSW index is not built (`index_build`)."""
 
 Step = Callable[[MigrationState, float], MigrationState]
 """A phase change: (current state, wall-clock time) -> new state."""
@@ -34,7 +38,9 @@ class MigrationCommands:
         old: IndexBinding,
         backfill_complete: Callable[[], bool],
         default_traffic_percent: float,
+        search_index_pending: Callable[[], SearchIndexState | None] = lambda: None,
     ) -> None:
+        """`search_index_pending`: the new index's deferred HNSW index while it is not built (`index_build`)."""
         self._record = record
         self._shared = shared
         self._storage = storage
@@ -43,6 +49,7 @@ class MigrationCommands:
         self._old = old
         self._backfill_complete = backfill_complete
         self._default_percent = default_traffic_percent
+        self._search_index_pending = search_index_pending
 
     def start(self) -> MigrationState:
         state = self._shared.read(fresh=True).state
@@ -97,6 +104,10 @@ class MigrationCommands:
     def report_passed(self) -> bool:
         return self._record.validation_passed()
 
+    def search_index_pending(self) -> SearchIndexState | None:
+        """The new index's deferred HNSW index while it is not built; None once it is (or none is deferred)."""
+        return self._search_index_pending()
+
     def _change(self, to: Phase, reason: str, force: bool = False) -> MigrationState:
         if to is Phase.ROLLED_BACK and not force and self._storage.retired_count():
             raise FailedPrecondition(
@@ -108,6 +119,15 @@ class MigrationCommands:
                 f"{to.value} needs a current new-model vector for every row of the adopted table; {behind} rows"
                 " were written directly since the backfill passed them (or deleted) and wait for the worker,"
                 " which catches up within seconds: check `switchyard migrate status` and try again"
+            )
+        if (
+            # Shifting too: it sends traffic to the new index, which answers from a table scan until the build.
+            to in _NEED_SEARCH_INDEX and not force and (unbuilt := self._search_index_pending())
+        ):
+            raise FailedPrecondition(
+                f"{to.value} needs the new index's HNSW index, whose build was deferred to the end of the"
+                f" backfill; it is {unbuilt.describe()}. The worker builds it once the backfill completes: check"
+                " `switchyard migrate status` and try again"
             )
         coverage = self._coverage.exact(self._backfill_complete)
         passed = self.report_passed()

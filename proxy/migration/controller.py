@@ -20,6 +20,7 @@ from proxy.migration.backfill import Backfiller
 from proxy.migration.changes import ChangeFollower
 from proxy.migration.commands import MigrationCommands
 from proxy.migration.coverage import CoverageGauge
+from proxy.migration.index_build import SearchIndexBuild
 from proxy.migration.phases import MigrationState
 from proxy.migration.priority import BackfillEmbedder
 from proxy.migration.promoter import Promoter
@@ -99,6 +100,10 @@ class MigrationController:
             old, new, shared, coverage, store, settings.lazy, default_traffic_percent, new_path
         )
         """The core's Topology: what the VectorService serves from in the current phase."""
+        self.index_build = SearchIndexBuild(
+            new.index, self.backfiller.done_and_total, self.backfiller.complete
+        )
+        """The new index's deferred HNSW build (pgvector `build_index: deferred`); a no-op otherwise."""
         self._commands = MigrationCommands(
             self.record,
             shared,
@@ -108,6 +113,7 @@ class MigrationController:
             old,
             self.backfiller.complete,
             default_traffic_percent,
+            self.index_build.pending,
         )
         progress = ProgressRate()
         self._status = StatusReader(
@@ -122,6 +128,7 @@ class MigrationController:
             storage,
             progress,
             self._commands.traffic_percent,
+            self.index_build.describe,
         )
         self.promoter = Promoter(
             self._commands,
@@ -144,6 +151,7 @@ class MigrationController:
             storage,
             retirer,
             progress,
+            self.index_build,
             old,
             new,
             batch_size=b.batch_size,

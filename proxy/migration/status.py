@@ -55,6 +55,9 @@ class MigrationStatus:
     new_model_load: EmbedderLoad | None = None
     """The new index's embedder against its limits, when it calls a remote API."""
     new_model: str = ""
+    search_index: str = "built"
+    """The new index's deferred HNSW index (pgvector `build_index: deferred`): "built", "not built (...)", or
+    "building (phase, done/total)"; "built" for every other index."""
 
 
 class ProgressRate:
@@ -88,6 +91,7 @@ class StatusReader:
         storage: StorageTracker,
         progress: ProgressRate,
         traffic_percent: Callable[[], float],
+        search_index: Callable[[], str],
     ) -> None:
         self._old = old
         self._new = new
@@ -100,6 +104,7 @@ class StatusReader:
         self._storage = storage
         self._progress = progress
         self._traffic_percent = traffic_percent
+        self._search_index = search_index
 
     def status(self) -> MigrationStatus:
         self._coverage.invalidate()
@@ -114,6 +119,7 @@ class StatusReader:
             self._storage.sample(),
             self._new.embedder.load() if isinstance(self._new.embedder, ReportsLoad) else None,
             self._new.embedder.model,
+            self._search_index(),
         )
 
     def _backfill(self, state: MigrationState) -> BackfillStatus:

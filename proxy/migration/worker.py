@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from proxy.core.binding import IndexBinding
 from proxy.core.errors import Unavailable
 from proxy.migration.backfill import Backfiller
+from proxy.migration.index_build import SearchIndexBuild
 from proxy.migration.phases import SLICE_PHASES, Phase
 from proxy.migration.retirement import OldCopyRetirer, StorageTracker
 from proxy.migration.snapshot import SharedState
@@ -42,6 +43,7 @@ class BackfillWorker:
         storage: StorageTracker,
         retirer: OldCopyRetirer,
         progress: ProgressRate,
+        index_build: SearchIndexBuild,
         old: IndexBinding,
         new: IndexBinding,
         *,
@@ -56,6 +58,7 @@ class BackfillWorker:
         self._storage = storage
         self._retirer = retirer
         self._progress = progress
+        self._index_build = index_build
         self._old = old
         self._new = new
         self._batch_size = batch_size
@@ -85,6 +88,7 @@ class BackfillWorker:
             )
         result = self._backfiller.step(include_slices=phase in SLICE_PHASES)
         retired = self._retirer.sweep() if self._retirer.traffic_on_new(phase) else 0
+        self._index_build.tick(phase)
         return result.processed + retired
 
     def start(self) -> None:

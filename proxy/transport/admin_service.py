@@ -208,6 +208,7 @@ def status_to_pb(
         ),
         coverage=status.coverage,
         traffic_percent=status.traffic_percent,
+        search_index=status.search_index,
         storage=pb.StorageStatus(
             policy=s.policy,
             old_bytes=s.old_bytes,

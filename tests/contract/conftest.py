@@ -61,6 +61,15 @@ _ADAPTERS: dict[str, Callable[[Path, int, Literal["cosine", "ip"]], VectorIndex]
 }
 
 
+def _pgvector_deferred(directory: Path, dim: int, space: Literal["cosine", "ip"]) -> VectorIndex:
+    # A migration's new table before its HNSW index is built: every search is a scan, and the port's
+    # promises (versions, tombstones, filters, ordering) must hold all the same.
+    return open_pgvector(dim, space, ef_search=32, build_index="deferred")
+
+
+_ADAPTERS["pgvector-deferred"] = _pgvector_deferred
+
+
 @pytest.fixture(params=sorted(_ADAPTERS))
 def index_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexFactory]:
     opened: list[VectorIndex] = []

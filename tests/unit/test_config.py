@@ -45,6 +45,19 @@ def test_defaults_fill_what_the_file_leaves_out() -> None:
             "migration.new_index: unknown name",
         ),
         (lambda c: c.update(query={"traffic_percent": 120}), "query.traffic_percent"),
+        (
+            # Only a migration's worker builds a deferred HNSW index: a serving index would never get one.
+            lambda c: c["indexes"].update(
+                ia={"model": "a", "backend": "pgvector", "pgvector": {"dsn": "x", "build_index": "deferred"}}
+            ),
+            "indexes.ia.pgvector.build_index: deferred is for a migration's new_index",
+        ),
+        (
+            lambda c: c["indexes"].update(
+                ib={"model": "b", "backend": "pgvector", "pgvector": {"dsn": "x", "build_index_at": 0}}
+            ),
+            "indexes.ib.pgvector.build_index_at",
+        ),
     ],
 )
 def test_invalid_config_names_the_bad_field(mutate: Any, fragment: str) -> None:

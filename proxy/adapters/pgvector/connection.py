@@ -56,7 +56,7 @@ def unavailable(index: str, where_dsn: str, reason: str) -> Unavailable:
     )
 
 
-def _connect_kwargs(timeout_s: float) -> dict[str, Any]:
+def connect_kwargs(timeout_s: float) -> dict[str, Any]:
     # libpq's connect_timeout is whole seconds, and values below 2 are raised to 2.
     return {"connect_timeout": max(2, math.ceil(timeout_s)), "application_name": "switchyard"}
 
@@ -72,7 +72,7 @@ def _rolled_back(exc: psycopg.Error) -> bool:
 def setup_transaction(index: str, dsn: str, *, connect_timeout_s: float) -> Iterator[Connection]:
     """A connection of its own, outside any pool, in one transaction: for schema setup; closed afterwards."""
     try:
-        conn = psycopg.connect(dsn, **_connect_kwargs(connect_timeout_s))
+        conn = psycopg.connect(dsn, **connect_kwargs(connect_timeout_s))
     except psycopg.OperationalError as exc:
         raise unavailable(index, redact_dsn(dsn), str(exc)) from exc
     except psycopg.ProgrammingError as exc:
@@ -144,7 +144,7 @@ class IndexConnectionPool:
             dsn,
             min_size=1,
             max_size=max(1, pool_size),
-            kwargs={**_connect_kwargs(connect_timeout_s), "autocommit": True},
+            kwargs={**connect_kwargs(connect_timeout_s), "autocommit": True},
             configure=self._configure,
             # No `reset` callback: with one, psycopg_pool hands every returned connection to a worker thread,
             # and the next call waits on that hand-over (or opens a connection) instead of reusing it at once.

@@ -9,12 +9,23 @@ hnsw.ef_search). The class keeps no other mutable state, so it is thread-safe.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
+import psycopg
 from psycopg import sql
 
-from proxy.adapters.pgvector.connection import Connection, IndexConnectionPool, redact_dsn, setup_transaction
+from proxy.adapters.pgvector import deferred
+from proxy.adapters.pgvector.connection import (
+    Connection,
+    IndexConnectionPool,
+    connect_kwargs,
+    redact_dsn,
+    setup_transaction,
+    unavailable,
+)
 from proxy.adapters.pgvector.queries import (
     bounded_ef_search,
     read_statements,
@@ -39,8 +50,14 @@ from proxy.adapters.pgvector.writes import (
     upsert_params,
     upsert_statement,
 )
+from proxy.core.errors import IndexClosed
 from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
+from proxy.core.ports import SearchIndexState
 from proxy.core.versioned_batch import batch_outcome, latest_per_id
+
+BuildIndex = Literal["live", "deferred"]
+
+log = logging.getLogger(__name__)
 
 
 class PgVectorIndex:
@@ -59,8 +76,13 @@ class PgVectorIndex:
         ef_search: int = 40,
         pool_size: int = 8,
         connect_timeout_s: float = 5.0,
+        build_index: BuildIndex = "live",
+        build_at: float = 1.0,
     ) -> None:
         """Connects, creates the extension, table and indexes when absent, and checks an existing table.
+
+        `build_index="deferred"`: a table without its HNSW index stays without it until `build_search_index`
+        (the migration's worker calls it once the backfill reaches `build_at`; see `deferred`).
 
         Raises Unavailable when the server cannot be reached, ConfigError when pgvector is missing or too old,
         or the table was made for another dim or space.
@@ -76,6 +98,15 @@ class PgVectorIndex:
         check_table_name(name, table_name)
         self._table = IndexTable(index=name, name=table_name, dim=dim, space=space)
         self._ef_search = bounded_ef_search(ef_search)
+        self._dsn = dsn
+        self._connect_timeout_s = connect_timeout_s
+        self._hnsw = (hnsw_m, hnsw_ef_construction)
+        # Live: an index found unusable at open is rebuilt as soon as a worker can (see below).
+        self._build_at = build_at if build_index == "deferred" else 0.0
+        self._search_index_built = build_index == "live"
+        self._builder: Connection | None = None
+        self._builder_lock = threading.Lock()
+        self._closed = False
         with setup_transaction(name, dsn, connect_timeout_s=connect_timeout_s) as conn:
             ensure_schema(
                 conn,
@@ -83,7 +114,18 @@ class PgVectorIndex:
                 where_dsn=redact_dsn(dsn),
                 hnsw_m=hnsw_m,
                 hnsw_ef_construction=hnsw_ef_construction,
+                defer_hnsw=build_index == "deferred",
             )
+            if build_index == "live" and deferred.hnsw_state(conn, self._table) == "invalid":
+                # Left by a deferred build that was cancelled before the config turned live: searches scan
+                # the table until it is rebuilt, which a migration's worker does at once (build_at 0).
+                self._search_index_built = False
+                log.warning(
+                    "pgvector index %r: table %s has an INVALID HNSW index (a cancelled CONCURRENTLY build);"
+                    " searches scan the table until it is rebuilt",
+                    name,
+                    table_name,
+                )
         self._reads = read_statements(self._table)
         self._upsert = upsert_statement(self._table.identifier)
         self._tombstone = tombstone_statement(self._table.identifier)
@@ -242,13 +284,51 @@ class PgVectorIndex:
             conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", lock)
             try:
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {t}").format(t=self._table.identifier))
-                conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {i}").format(i=self._table.hnsw_index))
+                # A deferred index not built yet has no graph to rebuild; its build makes a compact one.
+                if deferred.hnsw_state(conn, self._table) == "valid":
+                    conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {i}").format(i=self._table.hnsw_index))
             finally:
                 # A session lock outlives the statement; the connection goes back to the pool still holding it.
                 conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", lock)
 
         self._pool.write(vacuum_and_reindex)
         return before - self.storage_bytes()
+
+    # ---- deferred HNSW index (`deferred`) -----------------------------------------------------------------
+
+    @property
+    def build_at(self) -> float:
+        return self._build_at
+
+    def search_index_state(self) -> SearchIndexState:
+        if self._search_index_built:
+            return SearchIndexState(built=True)  # an index once valid stays so (REINDEX CONCURRENTLY too)
+        state = self._pool.read(lambda conn: deferred.search_index_state(conn, self._table))
+        self._search_index_built = state.built
+        return state
+
+    def build_search_index(self) -> bool:
+        """CREATE INDEX CONCURRENTLY on a connection of its own, which `close` cancels (see `deferred`)."""
+        if self._search_index_built:
+            return True
+        try:
+            conn = psycopg.connect(self._dsn, autocommit=True, **connect_kwargs(self._connect_timeout_s))
+        except psycopg.OperationalError as exc:
+            raise unavailable(self._name, redact_dsn(self._dsn), str(exc)) from exc
+        with self._builder_lock:
+            if self._closed:
+                conn.close()
+                raise IndexClosed(f"index {self._name!r} is closed")
+            self._builder = conn
+        try:
+            m, ef_construction = self._hnsw
+            built = deferred.build(conn, self._table, m=m, ef_construction=ef_construction)
+        finally:
+            with self._builder_lock:
+                self._builder = None
+            conn.close()
+        self._search_index_built = built
+        return built
 
     # ---- durability and lifecycle -------------------------------------------------------------------------
 
@@ -257,6 +337,12 @@ class PgVectorIndex:
         self._pool.ensure_open()
 
     def close(self) -> None:
+        with self._builder_lock:
+            self._closed = True
+            if self._builder is not None:
+                # A build left running would hold a lock on the table after we are gone; cancelled, it leaves
+                # an INVALID index, which the next build drops and starts again.
+                self._builder.cancel()
         self._pool.close()
 
     def drop(self) -> None:

@@ -75,8 +75,12 @@ class IndexTable:
         return self.identifier.as_string()
 
     @property
+    def hnsw_index_name(self) -> str:
+        return f"{self.name}_embedding_hnsw"
+
+    @property
     def hnsw_index(self) -> sql.Identifier:
-        return sql.Identifier(f"{self.name}_embedding_hnsw")
+        return sql.Identifier(self.hnsw_index_name)
 
     @property
     def metadata_index(self) -> sql.Identifier:
@@ -88,13 +92,22 @@ class IndexTable:
 
 
 def ensure_schema(
-    conn: psycopg.Connection, table: IndexTable, *, where_dsn: str, hnsw_m: int, hnsw_ef_construction: int
+    conn: psycopg.Connection,
+    table: IndexTable,
+    *,
+    where_dsn: str,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    defer_hnsw: bool = False,
 ) -> None:
     """Creates the extension, table and indexes when absent, and checks an existing table; in `conn`'s
-    transaction, which the setup lock is held for."""
+    transaction, which the setup lock is held for.
+
+    `defer_hnsw`: a table without its HNSW index is left without it (a new one is created so), for a bulk
+    backfill that builds it at the end (`deferred`); an index that exists is kept."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (SETUP_LOCK_KEY,))
     _ensure_extension(conn, table.index, where_dsn)
-    _ensure_table(conn, table, hnsw_m, hnsw_ef_construction)
+    _ensure_table(conn, table, hnsw_m, hnsw_ef_construction, defer_hnsw)
 
 
 def _ensure_extension(conn: psycopg.Connection, index: str, where_dsn: str) -> None:
@@ -129,7 +142,9 @@ def _extension_error(exc: psycopg.Error, index: str, where_dsn: str) -> ConfigEr
     )
 
 
-def _ensure_table(conn: psycopg.Connection, table: IndexTable, m: int, ef_construction: int) -> None:
+def _ensure_table(
+    conn: psycopg.Connection, table: IndexTable, m: int, ef_construction: int, defer_hnsw: bool
+) -> None:
     opclass = sql.SQL(OPERATORS[table.space][1])
     conn.execute(
         sql.SQL(
@@ -143,6 +158,27 @@ def _ensure_table(conn: psycopg.Connection, table: IndexTable, m: int, ef_constr
         ).format(t=table.identifier, dim=sql.Literal(table.dim))
     )
     _check_existing_table(conn, table)
+    # CREATE INDEX takes a SHARE lock on the table even when IF NOT EXISTS then finds the index, and that
+    # lock waits for every writer and for a CONCURRENTLY build (`deferred`), which can run for minutes: a
+    # sidecar starting beside one would hang. The catalog says whether an index exists without a table lock.
+    if not defer_hnsw and not _index_exists(conn, table.hnsw_index):
+        _create_hnsw(conn, table, opclass, m, ef_construction)
+    if not _index_exists(conn, table.metadata_index):
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} USING gin (metadata jsonb_path_ops)").format(
+                name=table.metadata_index, t=table.identifier
+            )
+        )
+
+
+def _index_exists(conn: psycopg.Connection, index: sql.Identifier) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (index.as_string(),)).fetchone()
+    return bool(row and row[0])
+
+
+def _create_hnsw(
+    conn: psycopg.Connection, table: IndexTable, opclass: sql.SQL, m: int, ef_construction: int
+) -> None:
     conn.execute(
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS {name} ON {t} USING hnsw (embedding {opclass})"
@@ -153,11 +189,6 @@ def _ensure_table(conn: psycopg.Connection, table: IndexTable, m: int, ef_constr
             opclass=opclass,
             m=sql.Literal(m),
             ef=sql.Literal(ef_construction),
-        )
-    )
-    conn.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} USING gin (metadata jsonb_path_ops)").format(
-            name=table.metadata_index, t=table.identifier
         )
     )
 

@@ -87,7 +87,7 @@ class PromotionStatus(_message.Message):
     def __init__(self, auto: _Optional[bool] = ..., steps: _Optional[_Iterable[float]] = ..., step_started_at_unix: _Optional[float] = ..., events: _Optional[_Iterable[str]] = ..., last_report_passed: _Optional[bool] = ...) -> None: ...
 
 class GetMigrationStatusResponse(_message.Message):
-    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history", "storage", "promotion", "collection", "new_model_load")
+    __slots__ = ("migration_id", "old_index", "new_index", "phase", "backfill", "coverage", "traffic_percent", "history", "storage", "promotion", "collection", "new_model_load", "search_index")
     MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
     OLD_INDEX_FIELD_NUMBER: _ClassVar[int]
     NEW_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,7 @@ class GetMigrationStatusResponse(_message.Message):
     PROMOTION_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     NEW_MODEL_LOAD_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_INDEX_FIELD_NUMBER: _ClassVar[int]
     migration_id: str
     old_index: str
     new_index: str
@@ -112,7 +113,8 @@ class GetMigrationStatusResponse(_message.Message):
     promotion: PromotionStatus
     collection: str
     new_model_load: EmbedderLoad
-    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ..., storage: _Optional[_Union[StorageStatus, _Mapping]] = ..., promotion: _Optional[_Union[PromotionStatus, _Mapping]] = ..., collection: _Optional[str] = ..., new_model_load: _Optional[_Union[EmbedderLoad, _Mapping]] = ...) -> None: ...
+    search_index: str
+    def __init__(self, migration_id: _Optional[str] = ..., old_index: _Optional[str] = ..., new_index: _Optional[str] = ..., phase: _Optional[str] = ..., backfill: _Optional[_Union[BackfillProgress, _Mapping]] = ..., coverage: _Optional[float] = ..., traffic_percent: _Optional[float] = ..., history: _Optional[_Iterable[_Union[PhaseChange, _Mapping]]] = ..., storage: _Optional[_Union[StorageStatus, _Mapping]] = ..., promotion: _Optional[_Union[PromotionStatus, _Mapping]] = ..., collection: _Optional[str] = ..., new_model_load: _Optional[_Union[EmbedderLoad, _Mapping]] = ..., search_index: _Optional[str] = ...) -> None: ...
 
 class EmbedderLoad(_message.Message):
     __slots__ = ("model", "in_flight", "concurrency", "max_concurrency", "requests_last_minute", "tokens_last_minute", "requests_per_minute_budget", "tokens_per_minute_budget", "throttled", "retries", "batch_cap")
