@@ -356,6 +356,7 @@ class VectorService:
             return list(new.hits)[:k], NO_RERANK
         assert layout.old is not None and layout.new is not None
         top_old = list(old.hits)[:k]
+        top_ids = {h.id for h in top_old}
         self._merger.observe(top_old, new.hits)
         if candidates > 0 and self._reranker is not None:
             uncovered = self._uncovered(old.hits, new.hits, layout.new)
@@ -363,9 +364,8 @@ class VectorService:
                 return list(new.hits)[:k], NO_RERANK
             # As without re-ranking, the top k's uncovered hits are queued for a lazy move; the re-ranker
             # writes the candidates it embeds itself.
-            top_ids = {h.id for h in top_old}
             self._topology.record_uncovered([h.id for h in uncovered if h.id in top_ids])
-            return self._reranked(uncovered, new, layout, request, top_old, coverage, candidates)
+            return self._reranked(uncovered, new, layout, request, top_ids, coverage, candidates)
         uncovered = self._uncovered(top_old, new.hits, layout.new)
         budget = self._limits.sync_reembed_budget
         if uncovered and budget and self._topology.reembed_now([h.id for h in uncovered[:budget]]):
@@ -378,25 +378,26 @@ class VectorService:
             # The new index holds every hit: its own scores need no normalization against anything.
             return list(new.hits)[:k], NO_RERANK
         self._topology.record_uncovered([h.id for h in uncovered])
-        return self._merged(uncovered, new.hits, top_old, layout.new, k, coverage), NO_RERANK
+        return self._merged(uncovered, new.hits, top_ids, layout, k, coverage), NO_RERANK
 
     def _merged(
         self,
         uncovered: Sequence[Hit],
         new_hits: Sequence[Hit],
-        top_old: Sequence[Hit],
-        new: IndexBinding,
+        top_ids: set[str],
+        layout: Layout,
         k: int,
         coverage: float,
     ) -> list[Hit]:
+        """`top_ids`: the old leg's top k, which the coverage guard never holds back."""
+        assert layout.old is not None and layout.new is not None
+        old = layout.old.index
         # The old leg contributes only what the new index lacks; normalizing that remainder on its own
         # measured better recall for rank fusion than normalizing the whole old leg (proxy/bench/recall.py).
         merged = self._merger.merge(uncovered, new_hits, len(uncovered) + len(new_hits))
-        return guard_new_hits(merged, new.name, {h.id for h in top_old}, k, coverage, self._held_by_old)
-
-    def _held_by_old(self, ids: Sequence[str]) -> set[str]:
-        old = self._topology.layout().old
-        return set() if old is None else {d.id for d in old.index.get(ids)}
+        return guard_new_hits(
+            merged, layout.new.name, top_ids, k, coverage, lambda ids: {d.id for d in old.get(ids)}
+        )
 
     def _reranked(
         self,
@@ -404,7 +405,7 @@ class VectorService:
         new: LegResult,
         layout: Layout,
         request: QueryInput,
-        top_old: Sequence[Hit],
+        top_ids: set[str],
         coverage: float,
         candidates: int,
     ) -> tuple[list[Hit], RerankReport]:
@@ -420,9 +421,8 @@ class VectorService:
             reason = _fallback_reason(exc)
             if reason.startswith("embedder"):
                 log.warning("candidate re-ranking failed, the merge answers: %s", exc)
-            top_ids = {h.id for h in top_old}
             merged = self._merged(
-                [h for h in uncovered if h.id in top_ids], new.hits, top_old, layout.new, request.k, coverage
+                [h for h in uncovered if h.id in top_ids], new.hits, top_ids, layout, request.k, coverage
             )
             report = RerankReport(
                 candidates=candidates,
