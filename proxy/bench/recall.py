@@ -18,18 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.adapters.hnsw import HnswIndex
 from proxy.bench.rerank import (
     CEILING,
     FrozenDual,
     MemoEmbedder,
     ceiling_recall,
+    filled_index,
     rerank_column,
     rerank_recall,
 )
 from proxy.core.binding import IndexBinding
 from proxy.core.merge import MERGE_STRATEGIES, make_merger
-from proxy.core.model import IndexRecord
 from proxy.core.ports import Embedder
 from proxy.core.quality import recall_at_k
 from proxy.core.service import Limits, QueryInput, VectorService
@@ -54,17 +53,7 @@ class RecallRow:
 
 
 def _index(name: str, embedder: Embedder, docs: Sequence[CorpusDoc], directory: Path) -> IndexBinding:
-    index = HnswIndex(name, embedder.dim, directory / name, initial_capacity=max(1024, len(docs)))
-    vectors = embedder.embed([d.text for d in docs]) if docs else []
-    for start in range(0, len(docs), 1000):
-        batch = docs[start : start + 1000]
-        index.upsert(
-            [
-                IndexRecord(d.id, 1, d.text, {}, v)
-                for d, v in zip(batch, vectors[start : start + 1000], strict=True)
-            ]
-        )
-    return IndexBinding(index, embedder)
+    return filled_index(directory / name, embedder, [(d.id, d.text) for d in docs])
 
 
 def recall_table(

@@ -252,25 +252,23 @@ def _latency(
     candidates: Sequence[int] = (10, 50, 200),
     budget_s: float = 600.0,
 ) -> list[RerankLatency]:
-    old = _filled(root / f"old-{len(list(root.iterdir()))}", HashingEmbedder("hash-a", DIM, 1), corpus)
-    covered = corpus[: len(corpus) // 4]
-    new = _filled(root / f"new-{len(list(root.iterdir()))}", model, covered)
-    topology = FrozenDual(old, new, len(covered) / len(corpus))
+    docs = [(f"d{n}", text) for n, text in enumerate(corpus)]
+    old = filled_index(root / f"old-{len(list(root.iterdir()))}", HashingEmbedder("hash-a", DIM, 1), docs)
+    covered = docs[: len(docs) // 4]
+    new = filled_index(root / f"new-{len(list(root.iterdir()))}", model, covered)
+    topology = FrozenDual(old, new, len(covered) / len(docs))
     with ThreadPoolExecutor(4) as pool:
         return [rerank_latency(topology, old, new, n, budget_s, queries, pool, label) for n in candidates]
 
 
-def _filled(directory: Path, model: Embedder, texts: Sequence[str]) -> IndexBinding:
-    index = HnswIndex(directory.name, model.dim, directory, initial_capacity=max(1024, len(texts)))
-    for start in range(0, len(texts), 256):
-        batch = texts[start : start + 256]
-        vectors = model.embed(batch)
-        index.upsert(
-            [
-                IndexRecord(f"d{start + n}", 1, t, {}, v)
-                for n, (t, v) in enumerate(zip(batch, vectors, strict=True))
-            ]
-        )
+def filled_index(directory: Path, model: Embedder, docs: Sequence[tuple[str, str]]) -> IndexBinding:
+    """An hnswlib index named after `directory`, holding the (id, text) documents at version 1 as `model`
+    embeds them (in batches, so a real model's memory stays small)."""
+    index = HnswIndex(directory.name, model.dim, directory, initial_capacity=max(1024, len(docs)))
+    for start in range(0, len(docs), 256):
+        batch = docs[start : start + 256]
+        vectors = model.embed([text for _, text in batch])
+        index.upsert([IndexRecord(i, 1, text, {}, v) for (i, text), v in zip(batch, vectors, strict=True)])
     return IndexBinding(index, model)
 
 
