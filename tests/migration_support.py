@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ from proxy.app.config import parse_config
 from proxy.core.model import DocumentInput
 from proxy.demo.corpus import synthetic_corpus
 from tests.conftest import REDIS_URL
+
+AppFactory = Callable[[dict[str, Any]], App]
+"""Builds an in-process sidecar from a config dict (the `start_app` fixture)."""
 
 
 def migration_config(data_dir: Path, namespace: str | None = None, **backfill: Any) -> dict[str, Any]:

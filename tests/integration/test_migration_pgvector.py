@@ -6,23 +6,16 @@ Needs PostgreSQL with pgvector at PGVECTOR_DSN (scripts/ensure-pgvector.sh) and 
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import psycopg
-import pytest
-from psycopg import sql
 
 from proxy.adapters.pgvector import PgVectorIndex
 from proxy.app.assembly import App
 from proxy.core.model import DocumentInput, RoutingMode
 from proxy.core.service import QueryInput
 from tests.contract.conftest import PGVECTOR_DSN
-from tests.migration_support import drain, in_process_app, load_corpus, migration_config
-
-AppFactory = Callable[[dict[str, Any]], App]
+from tests.migration_support import AppFactory, drain, in_process_app, load_corpus, migration_config
 
 
 def _pgvector_index(model: str, table: str, **pgvector: Any) -> dict[str, Any]:
@@ -31,34 +24,6 @@ def _pgvector_index(model: str, table: str, **pgvector: Any) -> dict[str, Any]:
         "backend": "pgvector",
         "pgvector": {"dsn": PGVECTOR_DSN, "table": table, **pgvector},
     }
-
-
-@pytest.fixture
-def tables() -> Iterator[Callable[[], str]]:
-    """Hands out fresh table names and drops those tables after the test."""
-    made: list[str] = []
-
-    def fresh() -> str:
-        made.append(f"test_{uuid.uuid4().hex[:20]}")
-        return made[-1]
-
-    yield fresh
-    with psycopg.connect(PGVECTOR_DSN, autocommit=True) as conn:
-        for table in made:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-
-
-@pytest.fixture
-def start_app() -> Iterator[AppFactory]:
-    started: list[App] = []
-
-    def start(config: dict[str, Any]) -> App:
-        started.append(in_process_app(config))
-        return started[-1]
-
-    yield start
-    for app in started:
-        app.close()
 
 
 def _hnsw_to_pgvector(data_dir: Path, table: str) -> dict[str, Any]:

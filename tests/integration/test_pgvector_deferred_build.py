@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,33 +33,6 @@ from tests.migration_support import drain, in_process_app, load_corpus, migratio
 
 CORPUS = 1_500
 BUILT_WITHIN = 60
-
-
-@pytest.fixture
-def tables() -> Iterator[Callable[[], str]]:
-    made: list[str] = []
-
-    def fresh() -> str:
-        made.append(f"test_{uuid.uuid4().hex[:20]}")
-        return made[-1]
-
-    yield fresh
-    with psycopg.connect(PGVECTOR_DSN, autocommit=True) as conn:
-        for table in made:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-
-
-@pytest.fixture
-def start_app() -> Iterator[Callable[[dict[str, Any]], App]]:
-    started: list[App] = []
-
-    def start(config: dict[str, Any]) -> App:
-        started.append(in_process_app(config))
-        return started[-1]
-
-    yield start
-    for app in started:
-        app.close()
 
 
 def _config(data_dir: Path, table: str, build_index: str) -> dict[str, Any]:
