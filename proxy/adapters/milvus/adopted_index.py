@@ -14,10 +14,8 @@ found it in the new collection. During an adoption, pause the application's dire
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
-
-import numpy as np
 
 from proxy.adapters.milvus.adopted_collection import (
     ORDERABLE_KEYS,
@@ -30,6 +28,7 @@ from proxy.adapters.milvus.adopted_collection import (
 )
 from proxy.adapters.milvus.connection import Client
 from proxy.adapters.milvus.expressions import all_of
+from proxy.adapters.milvus.reads import best_of_pages
 from proxy.adapters.milvus.schema import METRICS, Space, describe_fields, vector_metric
 from proxy.core.errors import ConfigError, FailedPrecondition
 from proxy.core.model import Hit, IndexRecord, Metadata, StoredDocument, Vector, WriteResult, checked_vector
@@ -133,6 +132,13 @@ class AdoptedCollectionIndex:
     def scan(self, after_id: str | None, limit: int) -> list[StoredDocument]:
         return [self._document(row) for row in self._page("", after_id, limit, self._read_fields)]
 
+    def _pages(self, condition: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        """Every row matching `condition`, a page at a time in key order."""
+        after: str | None = None
+        while rows := self._page(condition, after, _PAGE, fields):
+            yield rows
+            after = str(rows[-1][self._spec.id_field])
+
     def _page(
         self, condition: str, after_id: str | None, limit: int, fields: list[str]
     ) -> list[dict[str, Any]]:
@@ -190,20 +196,8 @@ class AdoptedCollectionIndex:
         expression = self._filter(where)
         if k <= 0 or expression is None:
             return []
-        if self._space == "cosine":
-            query = query / max(float(np.linalg.norm(query)), 1e-30)
         fields = [*self._read_fields, self._vector]
-        best: list[tuple[float, dict[str, Any]]] = []
-        after: str | None = None
-        while rows := self._page(expression, after, _PAGE, fields):
-            matrix: np.ndarray = np.asarray([row[self._vector] for row in rows], dtype=np.float32)
-            if self._space == "cosine":
-                norms = np.linalg.norm(matrix, axis=1)
-                matrix = matrix / np.where(norms > 0, norms, 1.0)[:, None]
-            best.extend(zip((matrix @ query).tolist(), rows, strict=True))
-            best.sort(key=lambda pair: -pair[0])
-            del best[k:]
-            after = str(rows[-1][self._spec.id_field])
+        best = best_of_pages(self._pages(expression, fields), query, self._vector, self._space == "cosine", k)
         return [self._hit(row, str(row[self._spec.id_field]), score, include_text) for score, row in best]
 
     def _filter(self, where: Metadata | None) -> str | None:

@@ -24,19 +24,17 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from proxy.adapters.milvus.connection import Client, is_local
 from proxy.adapters.milvus.expressions import LIVE, all_of, metadata_matches
 from proxy.adapters.milvus.locks import collection_stripes, holding
 from proxy.adapters.milvus.reads import (
     DOCUMENT_FIELDS,
     all_in_id_order,
+    best_of_pages,
     by_ids,
     page_in_id_order,
     search_hit,
     stored_document,
-    vectors_of,
 )
 from proxy.adapters.milvus.schema import (
     ID,
@@ -239,20 +237,10 @@ class MilvusIndex:
         query = self._checked_vector(vector, "the query")
         if k <= 0:
             return []
-        if self._space == "cosine":
-            query = query / max(float(np.linalg.norm(query)), 1e-30)
         fields = [*DOCUMENT_FIELDS, VECTOR]
         expression = all_of(LIVE, *metadata_matches(METADATA, where))
-        best: list[tuple[float, dict[str, Any]]] = []
-        for rows in all_in_id_order(self._client, self._collection, expression, fields):
-            matrix = vectors_of(rows, VECTOR)
-            if self._space == "cosine":
-                norms = np.linalg.norm(matrix, axis=1)
-                matrix = matrix / np.where(norms > 0, norms, 1.0)[:, None]
-            scores = matrix @ query
-            best.extend((float(s), row) for s, row in zip(scores.tolist(), rows, strict=True))
-            best.sort(key=lambda pair: -pair[0])
-            del best[k:]
+        pages = all_in_id_order(self._client, self._collection, expression, fields)
+        best = best_of_pages(pages, query, VECTOR, self._space == "cosine", k)
         return [
             Hit(
                 id=str(row[ID]),

@@ -6,7 +6,7 @@ by): the backfill's `scan`, `max_version` and the brute-force `exact_search` pag
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,3 +94,22 @@ def search_hit(result: dict[str, Any], index: str, include_text: bool) -> Hit:
 
 def vectors_of(rows: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     return np.asarray([row[field] for row in rows], dtype=np.float32)
+
+
+def best_of_pages(
+    pages: Iterable[list[dict[str, Any]]], query: np.ndarray, field: str, cosine: bool, k: int
+) -> list[tuple[float, dict[str, Any]]]:
+    """Brute force: the k best (score, row) over pages of rows holding `field`'s vector, best first; only k
+    rows are kept between pages, so a collection of any size is scanned in a page's memory."""
+    if cosine:
+        query = query / max(float(np.linalg.norm(query)), 1e-30)
+    best: list[tuple[float, dict[str, Any]]] = []
+    for rows in pages:
+        matrix = vectors_of(rows, field)
+        if cosine:
+            norms = np.linalg.norm(matrix, axis=1)
+            matrix = matrix / np.where(norms > 0, norms, 1.0)[:, None]
+        best.extend(zip((matrix @ query).tolist(), rows, strict=True))
+        best.sort(key=lambda pair: -pair[0])
+        del best[k:]
+    return best
